@@ -1,0 +1,51 @@
+"""The lexical (BM25) retrieval role, which every lexical backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+from indexer.documents import Document, Hit
+
+LEXICAL_STAGE = "bm25"
+
+
+@dataclass(frozen=True)
+class IndexingFailure:
+    """A document the backend refused (Elasticsearch bulk item errors, for example)."""
+
+    doc_id: str
+    reason: str
+
+
+@runtime_checkable
+class LexicalIndex(Protocol):
+    """A BM25 index of documents, keyed by document id.
+
+    Writes (``upsert``, ``delete``) become visible to ``search``/``get`` after ``commit``.
+    ``search`` returns hits whose ``scores`` hold the ``bm25`` stage score, best first.
+    """
+
+    def upsert(self, documents: Iterable[Document]) -> list[IndexingFailure]:
+        """Add or replace documents by id; return the ones the backend refused."""
+        ...
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Remove documents by id; unknown ids are ignored."""
+        ...
+
+    def commit(self) -> None:
+        """Make every write so far durable and searchable."""
+        ...
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The top ``k`` documents for a free-text query (no query syntax is interpreted)."""
+        ...
+
+    def get(self, ids: Sequence[str]) -> dict[str, Document]:
+        """The stored documents among ``ids``; missing ids are absent from the result."""
+        ...
+
+    def count(self) -> int:
+        """How many documents are searchable."""
+        ...

@@ -1,0 +1,51 @@
+"""One version of an index, opened for searching: its manifest, lexical and dense parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.build import DENSE_DIR, LEXICAL_DIR
+from indexer.dense import DenseIndex
+from indexer.lexical import LexicalIndex
+from indexer.tantivy_index import TantivyIndex
+from indexer.versions import IndexDirectory, Manifest
+
+
+class ModelMismatchError(ValueError):
+    """A dense index was built with other weights than the query encoder has."""
+
+
+@dataclass
+class IndexSnapshot:
+    path: Path
+    manifest: Manifest
+    lexical: LexicalIndex
+    dense: DenseIndex
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> IndexSnapshot:
+        """The current version of ``index_dir``; raises IndexNotFoundError when there is none."""
+        folder = IndexDirectory(index_dir).current()
+        return cls.open_version(folder)
+
+    @classmethod
+    def open_version(cls, folder: Path) -> IndexSnapshot:
+        manifest = Manifest.read(folder)
+        return cls(
+            path=folder,
+            manifest=manifest,
+            lexical=TantivyIndex(folder / LEXICAL_DIR, fields=manifest.lexical.get("fields", ["body"])),
+            dense=DenseIndex.load(folder / DENSE_DIR),
+        )
+
+    def check_encoder(self, fingerprint: str, model_name: str) -> None:
+        """Refuse a query encoder whose weights differ from the ones the vectors came from."""
+        built = self.manifest.embedding
+        if built.get("fingerprint") != fingerprint:
+            raise ModelMismatchError(
+                f"index version {self.manifest.version} was embedded with {built.get('model')!r} "
+                f"(weights {built.get('fingerprint')}), but the query encoder is {model_name!r} "
+                f"(weights {fingerprint}); mixing them gives meaningless scores. Rebuild the index with "
+                f"this model or serve with --model {built.get('model')}"
+            )

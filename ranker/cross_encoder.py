@@ -1,0 +1,101 @@
+"""The BERT cross-encoder: reads a query and a document together and scores their relevance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from indexer.batching import length_sorted_batches
+from indexer.models import Precision, autocast, resolve_device, resolve_model, use_bf16
+
+RERANK_STAGE = "rerank"
+
+
+class UntrainedRerankerError(ValueError):
+    """The model has no trained relevance head, so its scores would be noise."""
+
+
+class CrossEncoder:
+    """BERT sequence classification with one output, in Hugging Face ``save_pretrained`` format.
+
+    ``load()`` refuses a checkpoint without a trained one-logit head (a plain BERT or a bi-encoder
+    such as MiniLM) unless ``allow_untrained_head=True``, which only training uses.
+    Scores are raw logits: higher is more relevant; compare them within one query.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        device: str | None = None,
+        precision: Precision = "auto",
+        allow_untrained_head: bool = False,
+    ) -> None:
+        if max_length < 8:
+            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model_path = resolve_model(model)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.bf16 = use_bf16(precision, self.device)
+        self.allow_untrained_head = allow_untrained_head
+        self.model = None
+        self.tokenizer = None
+
+    def load(self) -> CrossEncoder:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # our own check below says more than the "newly initialized" note
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                self.model_path, num_labels=1, output_loading_info=True
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        missing_head = any(key.startswith(("classifier.", "score.")) for key in info["missing_keys"])
+        if missing_head and not self.allow_untrained_head:
+            raise UntrainedRerankerError(
+                f"{self.model_path!r} has no trained relevance head (its classifier weights are missing), "
+                "so its scores would be random. Train one with `bertsearch train` and pass its output folder."
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = model.to(self.device).eval()
+        return self
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Relevance of each text to ``query`` (float32, input order)."""
+        return self.score_pairs([(query, text) for text in texts])
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Relevance of each (query, text) pair, batched by length."""
+        if self.model is None:
+            raise RuntimeError("CrossEncoder.load() must be called before scoring")
+        out = np.zeros(len(pairs), dtype=np.float32)
+        lengths = [len(q) + len(t) for q, t in pairs]
+        with torch.inference_mode(), autocast(self.device, self.bf16):
+            for batch in length_sorted_batches(lengths, self.batch_size):
+                logits = self.logits([pairs[i] for i in batch])
+                out[batch] = logits.float().cpu().numpy()
+        return out
+
+    def logits(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """The model's raw output for a batch of pairs (with gradients when not in inference mode)."""
+        encoded = self.tokenizer(
+            [q for q, _ in pairs],
+            [t for _, t in pairs],
+            padding=True,
+            truncation="longest_first",
+            max_length=self.max_length,
+            return_tensors="pt",
+        ).to(self.device)
+        return self.model(**encoded).logits[:, 0]

@@ -1,0 +1,38 @@
+"""Fusion of ranked lists: reciprocal rank fusion (Cormack, Clarke & Büttcher, SIGIR 2009)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from indexer.documents import Hit
+
+FUSION_STAGE = "rrf"
+
+
+class ReciprocalRankFusion:
+    """score(d) = Σ over lists of 1 / (k + rank of d in the list), ranks from 1.
+
+    Fused hits keep every input stage's score, so a hit found by both retrievers carries
+    ``bm25`` and ``dense`` next to ``rrf``.
+    """
+
+    def __init__(self, k: int = 60) -> None:
+        if k < 0:
+            raise ValueError(f"the RRF constant k must be non-negative, got {k}")
+        self.k = k
+
+    def fuse(self, rankings: Sequence[Sequence[Hit]], top_k: int | None = None) -> list[Hit]:
+        fused: dict[str, float] = {}
+        stage_scores: dict[str, dict[str, float]] = {}
+        for ranking in rankings:
+            for rank, hit in enumerate(ranking, start=1):
+                fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (self.k + rank)
+                stage_scores.setdefault(hit.id, {}).update(hit.scores)
+        # Ties (same fused score) break by id so runs are reproducible.
+        order = sorted(fused, key=lambda doc_id: (-fused[doc_id], doc_id))
+        if top_k is not None:
+            order = order[:top_k]
+        return [
+            Hit(id=doc_id, score=fused[doc_id], scores={**stage_scores[doc_id], FUSION_STAGE: fused[doc_id]})
+            for doc_id in order
+        ]

@@ -1,0 +1,217 @@
+"""The search pipeline: lexical and dense retrieval, fusion, cross-encoder rerank.
+
+The same object serves ``POST /search`` and runs offline evaluation, so an evaluated
+configuration is a served one.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Sequence
+
+from indexer.dense import DenseIndex
+from indexer.documents import Document, Hit
+from indexer.embedder import Embedder
+from indexer.lexical import LexicalIndex
+from ranker.cross_encoder import RERANK_STAGE, CrossEncoder
+from ranker.fusion import ReciprocalRankFusion
+
+NO_RERANKER_NOTE = (
+    "rerank skipped: no trained reranker is configured (start the service with --reranker MODEL_DIR)"
+)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Which stages run and how deep. Impossible combinations are refused at construction.
+
+    ``lexical_k``/``dense_k``: candidates each retriever returns; ``rrf_k``: the fusion constant;
+    ``rerank_top_n``: how many fused candidates the cross-encoder re-scores (the rest keep their
+    fused order below them).
+    """
+
+    lexical: bool = True
+    dense: bool = True
+    rerank: bool = True
+    lexical_k: int = 100
+    dense_k: int = 100
+    rrf_k: int = 60
+    rerank_top_n: int = 50
+
+    def __post_init__(self) -> None:
+        if not (self.lexical or self.dense):
+            raise ValueError("at least one retriever must be on: set lexical or dense to true")
+        for name in ("lexical_k", "dense_k", "rerank_top_n"):
+            value = getattr(self, name)
+            if not 1 <= value <= 1000:
+                raise ValueError(f"{name} must be between 1 and 1000, got {value}")
+        if self.rrf_k < 0:
+            raise ValueError(f"rrf_k must be non-negative, got {self.rrf_k}")
+
+    def with_overrides(self, **changes: Any) -> PipelineConfig:
+        """A copy with the given settings changed; ``None`` values leave a setting as it is."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown pipeline settings {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def name(self) -> str:
+        parts = [p for p, on in (("bm25", self.lexical), ("dense", self.dense)) if on]
+        label = "hybrid" if len(parts) == 2 else parts[0]
+        return label + ("+rerank" if self.rerank else "")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    documents: dict[str, Document]
+    reranked: bool
+    timings_ms: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+class SearchPipeline:
+    """Compose retrieval, fusion and rerank over loaded parts.
+
+    ``encoder`` must be the model the dense index was built with (see IndexSnapshot.check_encoder);
+    ``reranker`` may be None, in which case the rerank stage is skipped and results say so.
+    """
+
+    def __init__(
+        self,
+        lexical: LexicalIndex,
+        dense: DenseIndex | None,
+        encoder: Embedder | None,
+        reranker: CrossEncoder | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        if (dense is None) != (encoder is None):
+            raise ValueError("a dense index and its query encoder go together: give both or neither")
+        self.lexical = lexical
+        self.dense = dense
+        self.encoder = encoder
+        self.reranker = reranker
+        self.config = config or PipelineConfig(dense=dense is not None)
+        self._dense_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dense")
+        self.check(self.config)
+
+    def check(self, config: PipelineConfig) -> None:
+        """Raise ValueError if ``config`` asks for a stage this pipeline has no parts for."""
+        if config.dense and self.dense is None:
+            raise ValueError("dense retrieval is on but this pipeline has no dense index")
+
+    def search(self, query: str, top_k: int = 10, config: PipelineConfig | None = None) -> SearchResult:
+        """The ``top_k`` best documents for ``query``."""
+        config = config or self.config
+        self.check(config)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        dense_future = self._dense_pool.submit(self._dense_one, query, config) if config.dense else None
+        rankings = []
+        if config.lexical:
+            start = time.perf_counter()
+            rankings.append(self.lexical.search(query, config.lexical_k))
+            timings["bm25"] = _ms(start)
+        if dense_future is not None:
+            dense_hits, dense_timings = dense_future.result()
+            rankings.append(dense_hits)
+            timings.update(dense_timings)
+        return self._finish(query, rankings, top_k, config, timings, started)
+
+    def search_many(
+        self, queries: Sequence[str], top_k: int = 10, config: PipelineConfig | None = None
+    ) -> list[SearchResult]:
+        """Like ``search`` for each query, but encoding queries in batches (offline evaluation).
+
+        Batched stage times are divided evenly among the queries of the batch.
+        """
+        config = config or self.config
+        self.check(config)
+        dense_rankings: list[list[Hit]] = [[] for _ in queries]
+        shared: dict[str, float] = {}
+        if config.dense and queries:
+            start = time.perf_counter()
+            vectors = self.encoder.embed(list(queries))
+            shared["encode"] = _ms(start) / len(queries)
+            start = time.perf_counter()
+            dense_rankings = self.dense.search(vectors, config.dense_k)
+            shared["dense"] = _ms(start) / len(queries)
+        results = []
+        for query, dense_hits in zip(queries, dense_rankings, strict=True):
+            started = time.perf_counter() - sum(shared.values()) / 1000.0
+            timings = dict(shared)
+            rankings = []
+            if config.lexical:
+                start = time.perf_counter()
+                rankings.append(self.lexical.search(query, config.lexical_k))
+                timings["bm25"] = _ms(start)
+            if config.dense:
+                rankings.append(dense_hits)
+            results.append(self._finish(query, rankings, top_k, config, timings, started))
+        return results
+
+    def _dense_one(self, query: str, config: PipelineConfig) -> tuple[list[Hit], dict[str, float]]:
+        start = time.perf_counter()
+        vector = self.encoder.embed([query])
+        encoded = time.perf_counter()
+        hits = self.dense.search(vector, config.dense_k)[0]
+        return hits, {"encode": _ms(start, encoded), "dense": _ms(encoded)}
+
+    def _finish(
+        self,
+        query: str,
+        rankings: list[list[Hit]],
+        top_k: int,
+        config: PipelineConfig,
+        timings: dict[str, float],
+        started: float,
+    ) -> SearchResult:
+        if len(rankings) > 1:
+            start = time.perf_counter()
+            candidates = ReciprocalRankFusion(config.rrf_k).fuse(rankings)
+            timings["fusion"] = _ms(start)
+        else:
+            candidates = rankings[0]
+        notes: list[str] = []
+        reranked = False
+        wanted = candidates[: max(top_k, config.rerank_top_n if config.rerank else 0)]
+        start = time.perf_counter()
+        documents = self.lexical.get([hit.id for hit in wanted])
+        timings["fetch"] = _ms(start)
+        if config.rerank and self.reranker is None:
+            notes.append(NO_RERANKER_NOTE)
+        elif config.rerank and candidates:
+            start = time.perf_counter()
+            candidates = self._rerank(query, candidates, config.rerank_top_n, documents)
+            timings["rerank"] = _ms(start)
+            reranked = True
+        hits = candidates[:top_k]
+        timings["total"] = _ms(started)
+        return SearchResult(
+            hits=hits,
+            documents={hit.id: documents[hit.id] for hit in hits if hit.id in documents},
+            reranked=reranked,
+            timings_ms=timings,
+            notes=notes,
+        )
+
+    def _rerank(
+        self, query: str, candidates: list[Hit], top_n: int, documents: dict[str, Document]
+    ) -> list[Hit]:
+        head = [hit for hit in candidates[:top_n] if hit.id in documents]
+        scores = self.reranker.score(query, [documents[hit.id].body for hit in head])
+        rescored = [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(head, scores, strict=True)]
+        rescored.sort(key=lambda hit: (-hit.score, hit.id))
+        scored_ids = {hit.id for hit in head}
+        return rescored + [hit for hit in candidates if hit.id not in scored_ids]
+
+    def close(self) -> None:
+        self._dense_pool.shutdown(wait=False)
+
+
+def _ms(start: float, end: float | None = None) -> float:
+    return round(((end if end is not None else time.perf_counter()) - start) * 1000.0, 3)
