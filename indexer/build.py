@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -81,7 +81,9 @@ def build_index(
     lexical = TantivyIndex(staging / LEXICAL_DIR)
     ids: list[str] = []
     bodies: list[str] = []
-    with tqdm(total=reader.total_bytes, desc="reading", unit="B", unit_scale=True, disable=not progress) as bar:
+    with tqdm(
+        total=reader.total_bytes, desc="reading", unit="B", unit_scale=True, disable=not progress
+    ) as bar:
         chunk: list[Document] = []
         for doc in reader:
             chunk.append(doc)
@@ -106,7 +108,7 @@ def build_index(
 
     manifest = Manifest(
         version=name,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tool_version=tool_version(),
         source=str(Path(source).resolve()),
         source_watermark=max(f.stat().st_mtime for f in reader.files),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from indexer.documents import Document
 
@@ -64,9 +65,7 @@ def corpus_files(source: str | Path) -> list[Path]:
             return [path / name]
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(JSONL_SUFFIXES))
     if not files:
-        raise CorpusError(
-            f"{str(path)!r} holds no corpus.jsonl(.gz) and no *.jsonl / *.jsonl.gz files"
-        )
+        raise CorpusError(f"{str(path)!r} holds no corpus.jsonl(.gz) and no *.jsonl / *.jsonl.gz files")
     return files
 
 
@@ -106,6 +105,10 @@ def parse_record(line: str) -> Document | Deletion:
     return Document(id=doc_id, title=title.strip(), text=text.strip(), metadata=metadata)
 
 
+def _decompressed(path: Path, raw: IO[bytes]) -> IO[bytes]:
+    return gzip.open(raw, "rb") if path.name.endswith(".gz") else raw
+
+
 class CorpusReader:
     """Iterate over the documents of a source, collecting rejects on the way.
 
@@ -124,8 +127,7 @@ class CorpusReader:
     def __iter__(self) -> Iterator[Document | Deletion]:
         seen: set[str] = set()
         for path in self.files:
-            with open(path, "rb") as raw:
-                stream = gzip.open(raw, "rb") if path.name.endswith(".gz") else raw
+            with open(path, "rb") as raw, _decompressed(path, raw) as stream:
                 before = 0
                 for number, raw_line in enumerate(stream, start=1):
                     self.bytes_read += raw.tell() - before

@@ -410,4 +410,3 @@ class ElasticsearchIndex:
 
     def __repr__(self) -> str:
         return f"ElasticsearchIndex({self.url!r}, {self.index!r}, fields={self.fields})"
-

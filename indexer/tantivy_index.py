@@ -9,8 +9,8 @@ words, Snowball English stemmer). ``title`` and ``text`` are stored and indexed;
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import tantivy
 

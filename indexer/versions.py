@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -61,7 +61,7 @@ class Manifest:
 
 
 def new_version_name() -> str:
-    return datetime.now(timezone.utc).strftime("v%Y%m%dT%H%M%S") + "-" + uuid4().hex[:6]
+    return datetime.now(UTC).strftime("v%Y%m%dT%H%M%S") + "-" + uuid4().hex[:6]
 
 
 class IndexDirectory:
@@ -83,7 +83,8 @@ class IndexDirectory:
         name = self.current_name()
         if name is None:
             raise IndexNotFoundError(
-                f"no index in {str(self.root)!r}: build one with `bertsearch index SOURCE --index-dir {self.root}`"
+                f"no index in {str(self.root)!r}: "
+                f"build one with `bertsearch index SOURCE --index-dir {self.root}`"
             )
         folder = self.versions_dir / name
         if not folder.is_dir():
@@ -94,7 +95,9 @@ class IndexDirectory:
         """Complete versions, oldest first."""
         if not self.versions_dir.is_dir():
             return []
-        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def start_build(self) -> tuple[str, Path]:
         """A fresh staging folder for a new version; clears staging left by crashed builds."""

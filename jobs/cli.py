@@ -16,10 +16,17 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build a new index version from a corpus")
     p.add_argument("source", type=Path, help="BEIR folder, JSONL(.gz) file, or folder of JSONL files")
     p.add_argument("--index-dir", type=Path, required=True, help="index directory (created if missing)")
-    p.add_argument("--model", default=None, help="embedding model: local folder or Hugging Face id "
-                   "(default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--dense-index", choices=["flat", "hnsw", "ivf"], default="flat",
-                   help="FAISS index type (default: flat, exact)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="embedding model: local folder or Hugging Face id (default: the packaged all-MiniLM-L6-v2)",
+    )
+    p.add_argument(
+        "--dense-index",
+        choices=["flat", "hnsw", "ivf"],
+        default="flat",
+        help="FAISS index type (default: flat, exact)",
+    )
     p.add_argument("--max-length", type=int, default=256, help="tokens embedded per document")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--keep", type=int, default=3, help="index versions to keep (default 3)")
@@ -40,10 +47,17 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve search over HTTP")
-    p.add_argument("--index-dir", type=Path, default=os.environ.get("BERTSEARCH_INDEX_DIR"),
-                   help="index directory (or BERTSEARCH_INDEX_DIR)")
-    p.add_argument("--reranker", default=os.environ.get("BERTSEARCH_RERANKER"),
-                   help="trained cross-encoder folder (or BERTSEARCH_RERANKER)")
+    p.add_argument(
+        "--index-dir",
+        type=Path,
+        default=os.environ.get("BERTSEARCH_INDEX_DIR"),
+        help="index directory (or BERTSEARCH_INDEX_DIR)",
+    )
+    p.add_argument(
+        "--reranker",
+        default=os.environ.get("BERTSEARCH_RERANKER"),
+        help="trained cross-encoder folder (or BERTSEARCH_RERANKER)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(run=commands.serve)

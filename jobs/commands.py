@@ -21,8 +21,14 @@ class UserError(Exception):
 
 
 # Errors whose message already says what to change.
-USER_ERRORS = (CorpusError, IndexNotFoundError, ModelMismatchError, UntrainedRerankerError, ValueError,
-               FileNotFoundError)
+USER_ERRORS = (
+    CorpusError,
+    IndexNotFoundError,
+    ModelMismatchError,
+    UntrainedRerankerError,
+    ValueError,
+    FileNotFoundError,
+)
 
 
 def index(args: argparse.Namespace) -> int:
@@ -38,7 +44,10 @@ def index(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     print(report.summary())
     if report.rejects:
-        print(f"{len(report.rejects)} lines rejected (also in {report.path / 'rejects.jsonl'}):", file=sys.stderr)
+        print(
+            f"{len(report.rejects)} lines rejected (also in {report.path / 'rejects.jsonl'}):",
+            file=sys.stderr,
+        )
         for reject in report.rejects[:20]:
             print(f"  {reject}", file=sys.stderr)
         if len(report.rejects) > 20:

@@ -10,20 +10,22 @@ import importlib
 import inspect
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-MODULES = (
-    "abc argparse array ast base64 bisect calendar collections colorsys concurrent.futures configparser "
-    "contextlib copy csv dataclasses datetime decimal difflib email.message enum filecmp fnmatch fractions "
-    "functools getopt glob gzip hashlib heapq hmac html html.parser http.client http.cookies http.server "
-    "imaplib inspect io ipaddress itertools json logging logging.handlers lzma mailbox math mimetypes "
-    "multiprocessing.pool operator os os.path pathlib pickle platform poplib pprint queue random re sched "
-    "secrets selectors shelve shlex shutil signal smtplib socket socketserver sqlite3 ssl statistics string "
-    "struct subprocess tarfile tempfile textwrap threading time timeit tokenize traceback types typing "
-    "unittest unittest.mock urllib.parse urllib.request uuid warnings weakref xml.dom.minidom "
-    "xml.etree.ElementTree zipfile zlib"
-).split()
+MODULES = tuple(
+    """
+    abc argparse array ast base64 bisect calendar collections colorsys concurrent.futures
+    configparser contextlib copy csv dataclasses datetime decimal difflib email.message enum filecmp
+    fnmatch fractions functools getopt glob gzip hashlib heapq hmac html html.parser http.client
+    http.cookies http.server imaplib inspect io ipaddress itertools json logging logging.handlers
+    lzma mailbox math mimetypes multiprocessing.pool operator os os.path pathlib pickle platform
+    poplib pprint queue random re sched secrets selectors shelve shlex shutil signal smtplib socket
+    socketserver sqlite3 ssl statistics string struct subprocess tarfile tempfile textwrap threading
+    time timeit tokenize traceback types typing unittest unittest.mock urllib.parse urllib.request
+    uuid warnings weakref xml.dom.minidom xml.etree.ElementTree zipfile zlib
+    """.split()
+)
 MIN_DOC_CHARS = 40
 
 
@@ -40,7 +42,12 @@ def _members(module_name: str) -> Iterator[dict]:
         module = importlib.import_module(module_name)
     text = _doc(module)
     if len(text) >= MIN_DOC_CHARS:
-        yield {"_id": module_name, "title": f"{module_name} module", "text": text, "metadata": {"kind": "module"}}
+        yield {
+            "_id": module_name,
+            "title": f"{module_name} module",
+            "text": text,
+            "metadata": {"kind": "module"},
+        }
     for name, obj in sorted(vars(module).items()):
         if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
             continue

@@ -7,9 +7,10 @@ configuration is a served one.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 from indexer.dense import DenseIndex
 from indexer.documents import Document, Hit
