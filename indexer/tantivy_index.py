@@ -67,18 +67,21 @@ class TantivyIndex:
 
     def upsert(self, documents: Iterable[Document]) -> list[IndexingFailure]:
         writer = self._writer_()
+        failures = []
         for doc in documents:
+            if not doc.id:
+                failures.append(IndexingFailure(doc.id, "empty document id"))
+                continue
+            try:
+                metadata = json.dumps(dict(doc.metadata), ensure_ascii=False)
+            except (TypeError, ValueError) as err:  # checked before any write for this document
+                failures.append(IndexingFailure(doc.id, f"metadata is not JSON-serialisable: {err}"))
+                continue
             writer.delete_documents_by_term("id", doc.id)
             writer.add_document(
-                tantivy.Document(
-                    id=doc.id,
-                    title=doc.title,
-                    text=doc.text,
-                    body=doc.body,
-                    metadata=json.dumps(dict(doc.metadata), ensure_ascii=False),
-                )
+                tantivy.Document(id=doc.id, title=doc.title, text=doc.text, body=doc.body, metadata=metadata)
             )
-        return []
+        return failures
 
     def delete(self, ids: Iterable[str]) -> None:
         writer = self._writer_()

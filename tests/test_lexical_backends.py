@@ -216,3 +216,23 @@ class TestElasticsearchIndexOffline:
         assert isinstance(error.value, ConnectionError)
         index.close()
 
+
+
+@pytest.mark.unit
+def test_tantivy_reports_unserialisable_metadata_and_keeps_the_rest(tmp_path):
+    import datetime
+
+    index = TantivyIndex(tmp_path / "lex")
+    failures = index.upsert(
+        [
+            Document("ok", "Alpha", "alpha text"),
+            Document("bad", "Beta", "beta text", metadata={"when": datetime.date(2020, 1, 1)}),
+            Document("", "Gamma", "gamma text"),
+        ]
+    )
+    index.commit()
+    assert [(f.doc_id, f.reason.split(":")[0]) for f in failures] == [
+        ("bad", "metadata is not JSON-serialisable"),
+        ("", "empty document id"),
+    ]
+    assert index.count() == 1 and list(index.get(["ok", "bad"])) == ["ok"]
