@@ -1,0 +1,320 @@
+"""Cross-encoder fine-tuning: mining, pseudo-queries, losses, and Ray Train runs on a tiny BERT."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_jsonl
+
+from indexer.build import build_index
+from indexer.documents import Document
+from indexer.embedder import Embedder
+from ranker.cross_encoder import CrossEncoder
+from ranker.factory import open_pipeline
+from ranker.training.examples import (
+    MiningConfig,
+    Positive,
+    TrainingGroup,
+    TrainingQuery,
+    mine_groups,
+    queries_from_qrels,
+)
+from ranker.training.loop import TrainConfig, epoch_order, steps_per_epoch, warmup_linear_decay
+from ranker.training.losses import listwise_softmax_ce, pointwise_bce
+from ranker.training.pseudo_queries import PseudoQueryConfig, pseudo_queries, split_sentences
+
+# --- toy data ---------------------------------------------------------------------------------
+
+TOY_QUERIES = {
+    "cats": ["purring pets that hunt mice", "small carnivorous mammals"],
+    "dogs": ["loyal companions descended from wolves", "herding and guarding animals"],
+    "python": ["dynamic typing programming language", "garbage collected scripting"],
+    "rust": ["memory safety systems language", "programming without garbage collection"],
+    "tea": ["unoxidised camellia leaves", "brewed leaves with caffeine"],
+    "coffee": ["roasted beans espresso", "coffee through fine grounds"],
+    "volcano": ["magma rises through the crust", "eruption of a mountain"],
+    "glacier": ["rivers of ice carving valleys", "slow ice flow downhill"],
+}
+
+
+FILLER = [
+    "Minutes of the committee meeting held on Tuesday.",
+    "Page intentionally left blank.",
+    "Copyright notice and terms of use apply.",
+    "Table of contents continues overleaf.",
+]
+
+
+def toy_groups(corpus_records: list[dict], negatives: int = 3) -> list[TrainingGroup]:
+    """16 groups: a query, its own document, then ``negatives`` filler passages.
+
+    Filler negatives keep the task learnable by a randomly initialised 2-layer BERT in a dozen
+    steps; telling real documents apart takes it far longer and would only slow the test.
+    """
+    docs = {r["_id"]: Document(r["_id"], r["title"], r["text"]) for r in corpus_records}
+    groups = []
+    for doc_id, queries in sorted(TOY_QUERIES.items()):
+        for n, query in enumerate(queries):
+            chosen = [(n + k) % len(FILLER) for k in range(negatives)]
+            groups.append(
+                TrainingGroup(
+                    query_id=f"{doc_id}-{n}",
+                    query=query,
+                    doc_ids=(doc_id, *(f"filler-{i}" for i in chosen)),
+                    passages=(docs[doc_id].body, *(FILLER[i] for i in chosen)),
+                )
+            )
+    return groups
+
+
+# --- losses and schedule (unit) -----------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_listwise_loss_is_the_softmax_cross_entropy_of_the_positive():
+    scores = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, -1.0]])
+    expected = -np.mean([np.log(np.exp(2) / (np.exp(2) + 2)), np.log(1 / (1 + np.e + np.exp(-1)))])
+    assert float(listwise_softmax_ce(scores)) == pytest.approx(expected, rel=1e-6)
+    assert float(listwise_softmax_ce(torch.zeros(4, 8))) == pytest.approx(math.log(8), rel=1e-6)
+
+
+@pytest.mark.unit
+def test_pointwise_bce_labels_column_zero_positive():
+    scores = torch.tensor([[3.0, -3.0]])
+    expected = -(np.log(1 / (1 + np.exp(-3.0))) + np.log(1 - 1 / (1 + np.exp(3.0)))) / 2
+    assert float(pointwise_bce(scores)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="negatives"):
+        pointwise_bce(torch.zeros(3, 1))
+
+
+@pytest.mark.unit
+def test_schedule_warms_up_then_decays_to_zero_and_epoch_order_is_seeded():
+    factor = warmup_linear_decay(total_steps=10, warmup_steps=4)
+    values = [factor(s) for s in range(11)]
+    assert values[:4] == sorted(values[:4]) and values[3] < 1.0 and values[4] == 1.0
+    assert values[10] == 0.0 and values[4:] == sorted(values[4:], reverse=True)
+    assert epoch_order(20, seed=1, epoch=2) == epoch_order(20, seed=1, epoch=2)
+    assert epoch_order(20, seed=1, epoch=2) != epoch_order(20, seed=1, epoch=3)
+    assert sorted(epoch_order(20, seed=1, epoch=2)) == list(range(20))
+
+
+@pytest.mark.unit
+def test_train_config_rejects_impossible_settings():
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(learning_rate=0)
+    with pytest.raises(ValueError, match="cannot fill one step"):
+        steps_per_epoch(3, workers=2, config=TrainConfig(groups_per_batch=2))
+    assert steps_per_epoch(17, workers=2, config=TrainConfig(groups_per_batch=2, grad_accum=2)) == 2
+    assert steps_per_epoch(400, workers=1, config=TrainConfig(max_steps_per_epoch=5)) == 5
+
+
+# --- pseudo-queries (unit) -----------------------------------------------------------------------
+
+PSEUDO_CORPUS = [
+    Document("a", "Glacier retreat in the Alps",
+             "Glacier retreat in the Alps has sped up. Meltwater feeds rivers in summer. "
+             "Measurements since 1850 show the ice thinning by a metre a year on average."),
+    Document("b", "Coffee roasting",
+             "Roasting turns green beans brown. Longer roasts taste more bitter and less acidic. "
+             "The Maillard reaction creates hundreds of aroma compounds during the roast."),
+    Document("c", "", "a lowercase record without punctuation about the dispersion of radio waves in the "
+             "ionosphere measured at night by a network of stations across the northern hemisphere"),
+    Document("d", "Coffee roasting", "A second article with the same title but other words entirely about "
+             "drum roasters and fluid bed roasters used in small shops."),
+    Document("e", "Short", "Too short."),
+]
+
+
+@pytest.mark.unit
+def test_title_pseudo_queries_take_the_title_out_of_the_passage():
+    made = pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("title", min_passage_words=8))
+    by_doc = {q.positives[0].doc_id: q for q in made}
+    assert set(by_doc) == {"a", "b", "d"}  # c has no title, e is too short
+    glacier = by_doc["a"]
+    assert glacier.text == "Glacier retreat in the Alps"
+    assert "glacier retreat in the alps" not in glacier.positives[0].passage.lower()
+    assert glacier.positives[0].passage.startswith("has sped up.")
+    assert glacier.excluded == {"a"}
+    # a document sharing the title answers the query as well, so it is never a negative
+    assert by_doc["b"].never_negative == {"b", "d"}
+    assert PseudoQueryConfig("title").passage_view == "text"
+
+
+@pytest.mark.unit
+def test_crop_pseudo_queries_cut_a_sentence_or_a_word_window_out():
+    config = PseudoQueryConfig("crop", min_passage_words=8, seed=3)
+    made = pseudo_queries(PSEUDO_CORPUS, config)
+    assert made == pseudo_queries(list(reversed(PSEUDO_CORPUS)), config)  # deterministic
+    by_doc = {q.positives[0].doc_id: q for q in made}
+    assert {"a", "b", "c"} <= set(by_doc) and "e" not in by_doc
+    for doc in PSEUDO_CORPUS:
+        if doc.id not in by_doc:
+            continue
+        query = by_doc[doc.id]
+        passage = query.positives[0].passage
+        assert query.text not in passage
+        assert query.text in doc.text
+        if doc.title:
+            assert passage.startswith(doc.title)  # crop keeps the title: the passage is served as body
+    assert by_doc["a"].text in split_sentences(PSEUDO_CORPUS[0].text)
+    assert 8 <= len(by_doc["c"].text.split()) <= 16  # no sentence punctuation: a word window
+    assert PseudoQueryConfig("crop").passage_view == "body"
+    limited = pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, limit=2))
+    assert len(limited) == 2 and {q.id for q in limited} <= {q.id for q in made}
+
+
+# --- mining over a real (tiny) index -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_index(tmp_path_factory, tiny_bert_dir, corpus_records):
+    folder = tmp_path_factory.mktemp("train-index")
+    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
+    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    return folder / "index"
+
+
+@pytest.mark.unit
+def test_mined_negatives_never_include_a_judged_relevant_document(toy_index):
+    queries = {"q1": "programming language garbage collection", "q2": "brewed drinks", "q3": "animals"}
+    qrels = {
+        "q1": {"python": 1, "rust": 1, "cats": 0},  # cats judged non-relevant: may be a negative
+        "q2": {"tea": 1, "coffee": 2},
+        "q3": {"cats": 1, "dogs": 1, "volcano": 0},
+    }
+    pipeline = open_pipeline(toy_index)
+    try:
+        report = mine_groups(pipeline, queries_from_qrels(queries, qrels), MiningConfig(depth=8, negatives=4))
+    finally:
+        pipeline.close()
+    assert len(report.groups) == 6  # one group per (query, relevant document)
+    for group in report.groups:
+        relevant = {d for d, grade in qrels[group.query_id].items() if grade > 0}
+        assert group.doc_ids[0] in relevant and group.size == 5
+        assert not relevant & set(group.doc_ids[1:])
+        assert group.passages[0].startswith(  # the positive passage is the indexed body
+            {"python": "The Python", "rust": "Rust", "tea": "Green tea", "coffee": "Coffee",
+             "cats": "Domestic cats", "dogs": "Dogs"}[group.doc_ids[0]]
+        )
+    again = open_pipeline(toy_index)
+    try:
+        repeat = mine_groups(again, queries_from_qrels(queries, qrels), MiningConfig(depth=8, negatives=4))
+    finally:
+        again.close()
+    assert repeat.groups == report.groups  # seeded sampling
+
+
+@pytest.mark.unit
+def test_mining_for_pseudo_queries_excludes_the_source_and_hides_titles(toy_index, corpus_records):
+    docs = [Document(r["_id"], r["title"], r["text"]) for r in corpus_records]
+    config = PseudoQueryConfig("title", min_query_words=1, min_passage_words=5)
+    queries = pseudo_queries(docs, config)
+    pipeline = open_pipeline(toy_index)
+    try:
+        mining = MiningConfig(depth=8, negatives=3, passage=config.passage_view)
+        report = mine_groups(pipeline, queries, mining)
+    finally:
+        pipeline.close()
+    by_id = {d.id: d for d in docs}
+    assert len(report.groups) == len(queries) == len(docs)
+    for group in report.groups:
+        source = group.doc_ids[0]
+        assert source not in group.doc_ids[1:]
+        assert all(p == by_id[d].text for d, p in zip(group.doc_ids[1:], group.passages[1:], strict=True))
+
+
+@pytest.mark.unit
+def test_a_query_with_only_relevant_candidates_is_skipped_and_reported(toy_index):
+    everything = {r: 1 for r in TOY_QUERIES}
+    query = TrainingQuery("all", "anything at all", tuple(Positive(d) for d in sorted(everything)))
+    pipeline = open_pipeline(toy_index)
+    try:
+        report = mine_groups(pipeline, [query], MiningConfig(depth=8, negatives=2))
+    finally:
+        pipeline.close()
+    assert report.groups == [] and report.skipped[0][0] == "all"
+
+
+# --- Ray Train on 2 CPU workers (a tiny BERT, a few steps) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    from jobs.train import start_ray
+
+    started_here = not ray.is_initialized()
+    start_ray(num_cpus=2)
+    yield
+    if started_here:
+        ray.shutdown()
+
+
+def _tiny_config(tiny_bert_dir, **changes) -> TrainConfig:
+    settings = dict(base_model=str(tiny_bert_dir), max_length=64, epochs=3, groups_per_batch=2,
+                    learning_rate=1e-2, warmup_ratio=0.1, precision="fp32", seed=7, log_every=1000)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(local_ray, tmp_path_factory, tiny_bert_dir, corpus_records):
+    from jobs.train import RayScaling, fit
+
+    folder = tmp_path_factory.mktemp("train-run")
+    scaling = RayScaling(workers=2, cpus_per_worker=1)
+    return fit(toy_groups(corpus_records), _tiny_config(tiny_bert_dir), scaling,
+               out=folder / "model", work_dir=folder / "work")
+
+
+@pytest.mark.integration
+def test_two_worker_run_lowers_the_loss_and_writes_a_loadable_reranker(uninterrupted, corpus_records):
+    history = uninterrupted.history
+    assert [e["epoch"] for e in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert all(e["steps"] == 4 for e in history)  # 16 groups / (2 workers x 2 groups)
+    model_dir = uninterrupted.model_dir
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["best_epoch"] == 3 and meta["scaling"]["workers"] == 2
+    assert meta["hardware"]["backend"] == "gloo"
+    assert len(meta["epochs"]) == 3 and meta["hyperparameters"]["loss"] == "listwise"
+    # it loads back as a trained reranker (a head is present) and ranks the toy positives first
+    reranker = CrossEncoder(model_dir, max_length=64).load()
+    groups = toy_groups(corpus_records)
+    wins = sum(int(np.argmax(reranker.score(g.query, list(g.passages))) == 0) for g in groups)
+    assert wins >= 12, f"the trained reranker put the positive first in only {wins}/16 toy groups"
+
+
+@pytest.mark.integration
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(
+    uninterrupted, local_ray, tmp_path, tiny_bert_dir, corpus_records
+):
+    from ray.train import TrainingFailedError
+
+    from jobs.train import RayScaling, fit
+
+    config = _tiny_config(tiny_bert_dir, crash_after_epoch=1)
+    args = (toy_groups(corpus_records), config, RayScaling(workers=2, cpus_per_worker=1))
+    with pytest.raises(TrainingFailedError):
+        fit(*args, out=tmp_path / "model", work_dir=tmp_path / "work")
+    assert (tmp_path / "work" / "ray" / "epoch-001" / "model").is_dir()
+    assert not (tmp_path / "model").exists()
+    resumed = fit(*args, out=tmp_path / "model", work_dir=tmp_path / "work")  # the same command again
+    assert [e["epoch"] for e in resumed.history] == [1, 2, 3]
+    assert [e["train_loss"] for e in resumed.history] == pytest.approx(
+        [e["train_loss"] for e in uninterrupted.history], abs=1e-6
+    )
+    from safetensors.torch import load_file
+
+    expected = load_file(uninterrupted.model_dir / "model.safetensors")
+    got = load_file(tmp_path / "model" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
