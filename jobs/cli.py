@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import commands
+from jobs import commands, evaluation, split, train
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,38 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         default="flat",
         help="FAISS index type (default: flat, exact)",
     )
-    p.add_argument("--max-length", type=int, default=256, help="tokens embedded per document")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens embedded per document (default 256; with --incremental, the index's)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--keep", type=int, default=3, help="index versions to keep (default 3)")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="apply SOURCE's upserts and deletes ({\"_id\": ..., \"deleted\": true}) to the current version",
+    )
+    p.add_argument(
+        "--all-files",
+        action="store_true",
+        help="with --incremental: also reapply files older than the current version's watermark",
+    )
+    p.add_argument(
+        "--embed-with",
+        choices=["auto", "local", "ray"],
+        default="auto",
+        help="ray: Ray Data actor pool (local Ray, or RAY_ADDRESS); local: this process; "
+        "auto (default): ray for full builds, local for --incremental",
+    )
+    p.add_argument(
+        "--ray-workers", type=int, default=0, help="embedding actors (default: one per GPU, else 1)"
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, schedulers)")
     p.set_defaults(run=commands.index)
 
 
@@ -73,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertsearch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_index, _add_search, _add_serve, _add_sample):
+    for add in (
+        _add_index, _add_search, _add_serve, _add_sample, evaluation.register, split.register, train.register
+    ):
         add(sub)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from indexer.embedder import Embedder
+from indexer.models import Precision
 from indexer.snapshot import IndexSnapshot
 from ranker.cross_encoder import CrossEncoder
 from ranker.pipeline import PipelineConfig, SearchPipeline
@@ -17,17 +18,18 @@ def open_pipeline(
     reranker: str | Path | None = None,
     config: PipelineConfig | None = None,
     snapshot: IndexSnapshot | None = None,
+    precision: Precision = "auto",
 ) -> SearchPipeline:
     """Load the current index version, its query encoder and (optionally) a trained reranker.
 
     ``encoder_model`` None uses the model named in the index manifest. Raises IndexNotFoundError
     when there is no index, ModelMismatchError when the encoder's weights differ from the index's,
-    UntrainedRerankerError when ``reranker`` has no trained head.
+    UntrainedRerankerError when ``reranker`` has no trained head. ``precision`` is the query encoder's.
     """
     snapshot = snapshot or IndexSnapshot.open(index_dir)
     built = snapshot.manifest.embedding
     model = encoder_model if encoder_model is not None else built.get("model")
-    encoder = Embedder(model, max_length=int(built.get("max_length", 256))).load()
+    encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
     cross_encoder = CrossEncoder(reranker).load() if reranker is not None else None
     return SearchPipeline(
