@@ -35,6 +35,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             reranker=settings.reranker,
             snapshot=snapshot,
         )
+        # One query before taking traffic: torch's first forward pass pays ~1 s of lazy set-up.
+        pipeline.search("warm up", top_k=1)
         app.state.serving = ServingState(pipeline, snapshot, settings)
         yield
         pipeline.close()
