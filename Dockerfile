@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install . \
+    pip install ".[cpu]" \
     && useradd --create-home --uid 10001 bertsearch \
     && mkdir -p /data/index \
     && chown bertsearch:bertsearch /data/index

@@ -1,8 +1,8 @@
 """The dense index: FAISS over unit vectors, keyed by document id, saved in a folder.
 
 Each document id gets an int64 label that FAISS stores; this class maps labels back to ids.
-Labels are never reused, so a saved ``ids.json`` lists the id of every label ever given
-(``null`` where the document was removed).
+Labels are never reused: a saved ``ids.json`` lists the id of every label given since the
+last full build, ``null`` where the document was removed or replaced.
 
 Deletes work for every kind: flat indexes sit in an ``IndexIDMap2`` and IVF indexes carry
 their own ids (with a hash-table direct map), so both remove vectors directly. HNSW graphs
@@ -20,7 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import faiss
+try:
+    import faiss
+except ImportError as err:  # faiss-cpu and faiss-gpu both provide `faiss`; the extras pick one
+    raise ImportError(
+        "bertsearch needs FAISS: install `bertsearch[cpu]` (faiss-cpu) or `bertsearch[gpu]` (faiss-gpu)"
+    ) from err
 import numpy as np
 
 from indexer.documents import Hit
@@ -86,7 +91,7 @@ class DenseIndex:
     @property
     def ids(self) -> list[str]:
         """Live document ids, in label (insertion) order."""
-        return [doc_id for doc_id in self._labels if doc_id is not None and doc_id in self._label_of]
+        return [doc_id for doc_id in self._labels if doc_id is not None]
 
     @property
     def tombstones(self) -> int:
@@ -131,8 +136,8 @@ class DenseIndex:
             self._tombstones.update(labels)
         else:
             self._remove(np.asarray(labels, dtype=np.int64))
-            for label in labels:
-                self._labels[label] = None
+        for label in labels:
+            self._labels[label] = None
         return len(labels)
 
     @property
@@ -253,11 +258,7 @@ class DenseIndex:
         dense._labels = json.loads((folder / IDS_FILE).read_text())
         tombstones = folder / TOMBSTONES_FILE
         dense._tombstones = set(json.loads(tombstones.read_text())) if tombstones.is_file() else set()
-        dense._label_of = {
-            doc_id: label
-            for label, doc_id in enumerate(dense._labels)
-            if doc_id is not None and label not in dense._tombstones
-        }
+        dense._label_of = {doc_id: label for label, doc_id in enumerate(dense._labels) if doc_id is not None}
         dense._index_params()
         return dense
 
