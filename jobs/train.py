@@ -11,6 +11,7 @@ checkpoints; running the same command again after a kill resumes from the last c
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -24,8 +25,9 @@ from typing import Any
 
 import torch
 
-from ranker.training.examples import TrainingGroup
+from ranker.training.examples import MiningConfig, TrainingGroup
 from ranker.training.loop import MODEL_SUBDIR, STATE_FILE, DevEvaluation, TrainConfig, train_loop_per_worker
+from ranker.training.pseudo_queries import METHODS, PseudoQueryConfig
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +241,307 @@ def hardware(scaling: RayScaling) -> dict[str, Any]:
     if scaling.use_gpu and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+# -- the job: data, mining, dev evaluation ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One ``bertsearch train`` run.
+
+    Judged mode trains on the relevant documents of ``split``; label-free mode (``pseudo``
+    set) makes queries from the corpus and reads no judgments for training. ``dev_split``
+    (judged, disjoint from the training queries) is evaluated after every epoch with the
+    ``bertsearch eval`` code, ``hybrid`` against ``hybrid+rerank`` over ``dev_depth`` candidates
+    with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept.
+    """
+
+    dataset: Path
+    index_dir: Path
+    out: Path
+    split: str = "train"
+    dev_split: str | None = None
+    pseudo: PseudoQueryConfig | None = None
+    work_dir: Path | None = None
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scaling: RayScaling = field(default_factory=RayScaling)
+    dev_metric: str = "ndcg@10"
+    dev_depth: int = 100
+    dev_rerank_top_n: int = 50
+
+    def __post_init__(self) -> None:
+        if self.pseudo is not None and self.mining.passage != self.pseudo.passage_view:
+            raise ValueError(
+                f"--pseudo-queries {self.pseudo.method} needs negatives shown as "
+                f"{self.pseudo.passage_view!r} passages, like its positives, not {self.mining.passage!r}"
+            )
+        if self.dev_split is not None and self.pseudo is None and self.dev_split == self.split:
+            raise ValueError(f"the dev split must differ from the training split ({self.split!r})")
+        if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
+            raise ValueError(f"dev_rerank_top_n must be between 1 and dev_depth ({self.dev_depth})")
+        if self.dev_metric not in ("ndcg@10", "mrr@10", "recall@100", "map@100"):
+            raise ValueError(
+                f"dev_metric must be one of ndcg@10, mrr@10, recall@100, map@100, not {self.dev_metric!r}"
+            )
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return self.work_dir if self.work_dir is not None else self.out.with_name(self.out.name + ".work")
+
+
+def evaluate_dev(
+    model_dir: Path,
+    epoch: int,
+    *,
+    dataset: Path,
+    split: str,
+    index_dir: Path,
+    reports: Path,
+    depth: int,
+    rerank_top_n: int,
+    threads: int,
+) -> dict[str, float]:
+    """Dev metrics of the checkpoint in ``model_dir``, by the very code of ``bertsearch eval``.
+
+    Runs ``hybrid`` and ``hybrid+rerank`` on ``split`` and writes the full report to
+    ``reports/epoch-NNN``. Returns the reranked configuration's means, the hybrid nDCG@10 and
+    the paired p-value of the nDCG@10 difference.
+    """
+    from jobs.evaluation import EvalConfig, run_evaluation
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))  # the other workers wait at the report barrier meanwhile
+    try:
+        result = run_evaluation(
+            EvalConfig(
+                dataset=dataset,
+                index_dir=index_dir,
+                out=reports / f"epoch-{epoch:03d}",
+                split=split,
+                configs=("hybrid", "hybrid+rerank"),
+                reranker=model_dir,
+                depth=depth,
+                rerank_top_n=rerank_top_n,
+            ),
+            progress=False,
+            command=f"dev evaluation of epoch {epoch}",
+        )
+    finally:
+        torch.set_num_threads(before)
+    reranked = result.config("hybrid+rerank").means
+    metrics = {name: float(value) for name, value in reranked.items()}
+    metrics["hybrid_ndcg@10"] = float(result.config("hybrid").means["ndcg@10"])
+    metrics["p_ndcg@10"] = float(result.comparisons[0].p_values["ndcg@10"])
+    return metrics
+
+
+def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
+    """The job's training queries and a description of where they came from (for metadata)."""
+    from indexer.corpus import CorpusReader
+    from ranker.training.examples import queries_from_qrels
+    from ranker.training.pseudo_queries import pseudo_queries
+
+    if job.pseudo is not None:
+        reader = CorpusReader(dataset.corpus_path)
+        queries = pseudo_queries(reader, job.pseudo)
+        return queries, {"mode": "pseudo-queries", "pseudo_queries": asdict(job.pseudo),
+                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}
+    judged = dataset.load(job.split)
+    if job.dev_split is not None:
+        overlap = set(judged.queries) & set(dataset.load(job.dev_split).queries)
+        if overlap:
+            raise ValueError(
+                f"{len(overlap)} queries are in both {job.split!r} and {job.dev_split!r} (e.g. "
+                f"{sorted(overlap)[:3]}); carve a disjoint dev split with `bertsearch split`"
+            )
+    queries = queries_from_qrels(judged.queries, judged.qrels)
+    return queries, {"mode": "judgments", "split": job.split, "queries": len(queries),
+                     "qrels": str(dataset.qrels_path(job.split))}
+
+
+def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
+    """Mine (or reuse) the training groups, train on Ray, write the best epoch to ``job.out``."""
+    from functools import partial
+
+    from jobs.beir import BeirDataset
+    from jobs.evaluation import ensure_index
+    from ranker.factory import open_pipeline
+    from ranker.pipeline import PipelineConfig
+    from ranker.training.examples import mine_groups
+
+    started = time.perf_counter()
+    dataset = BeirDataset(job.dataset)
+    work_dir = job.resolved_work_dir
+    snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
+    queries, source = training_queries(job, dataset)
+    data_info = {
+        "dataset": str(dataset.root.resolve()),
+        "index_version": snapshot.manifest.version,
+        "source": source,
+        "mining": asdict(job.mining),
+        "training_query_ids": settings_key({"ids": [q.id for q in queries]}),
+    }
+    groups = load_groups(work_dir, data_info)
+    mining_seconds = 0.0
+    if groups is None:
+        mining_started = time.perf_counter()
+        pipeline = open_pipeline(
+            job.index_dir,
+            snapshot=snapshot,
+            config=PipelineConfig(rerank=False, lexical_k=job.mining.depth, dense_k=job.mining.depth),
+        )
+        try:
+            report = mine_groups(pipeline, queries, job.mining)
+        finally:
+            pipeline.close()
+        mining_seconds = time.perf_counter() - mining_started
+        log.info("mined %d groups from %d queries in %.1f s (%d skipped, %d padded)", len(report.groups),
+                 report.queries, mining_seconds, len(report.skipped), report.padded_groups)
+        groups = report.groups
+        save_groups(work_dir, groups, data_info)
+        (work_dir / "mining.json").write_text(json.dumps(
+            {"queries": report.queries, "groups": len(groups), "skipped": report.skipped,
+             "padded_groups": report.padded_groups, "seconds": round(mining_seconds, 1)}, indent=2))
+    dev_eval = None
+    if job.dev_split is not None:
+        dataset.load(job.dev_split)  # fail now, not after the first epoch, if the split is missing
+        dev_eval = partial(
+            evaluate_dev,
+            dataset=dataset.root.resolve(),
+            split=job.dev_split,
+            index_dir=job.index_dir.resolve(),
+            reports=work_dir.resolve() / "dev",
+            depth=job.dev_depth,
+            rerank_top_n=job.dev_rerank_top_n,
+            threads=os.cpu_count() or 1,
+        )
+    outcome = fit(
+        groups,
+        job.train,
+        job.scaling,
+        out=job.out,
+        work_dir=work_dir,
+        dev_eval=dev_eval,
+        dev_metric=job.dev_metric,
+        metadata={
+            "data": {**data_info, "dev_split": job.dev_split, "groups_file": str(work_dir / GROUPS_FILE)},
+            "mining_seconds": round(mining_seconds, 1),
+            "preparation_seconds": round(time.perf_counter() - started, 1),  # index check + mining
+        },
+    )
+    return outcome
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the cross-encoder reranker on Ray Train",
+        description="Mine hard negatives from the index's hybrid candidates, fine-tune the cross-encoder "
+        "with Ray Train workers, evaluate a dev split each epoch and write the best epoch to --out.",
+    )
+    p.add_argument("dataset", type=Path, help="BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--split", default="train", help="judged split to train on (default: train)")
+    p.add_argument("--dev-split", default=None,
+                   help="judged split evaluated each epoch to pick the best (carve one: `bertsearch split`)")
+    p.add_argument("--pseudo-queries", choices=METHODS, default=None,
+                   help="label-free: make queries from the corpus (title: title as query; crop: a sentence "
+                   "cut out of the passage) instead of reading --split")
+    p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
+    p.add_argument("--index-dir", type=Path, required=True,
+                   help="index of the dataset's corpus (built there when missing); negatives come from it")
+    p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="mined groups and Ray checkpoints (default: MODEL_DIR.work); rerun to resume")
+    g = p.add_argument_group("hard negatives")
+    g.add_argument("--depth", type=int, default=50, help="fused candidates mined per query (default 50)")
+    g.add_argument("--negatives", type=int, default=7, help="negatives per positive (default 7)")
+    g.add_argument("--sampling", choices=("random", "top"), default="random")
+    g.add_argument("--skip-top", type=int, default=0, help="ignore the first K candidates when sampling")
+    g = p.add_argument_group("training")
+    g.add_argument("--base-model", default=None, help="initial weights (default: the packaged MiniLM)")
+    g.add_argument("--epochs", type=int, default=1)
+    g.add_argument("--max-length", type=int, default=256, help="tokens per (query, document) pair")
+    g.add_argument("--groups-per-batch", type=int, default=2, help="groups per worker per forward pass")
+    g.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
+    g.add_argument("--lr", type=float, default=2e-5)
+    g.add_argument("--warmup-ratio", type=float, default=0.1)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--loss", choices=("listwise", "bce"), default="listwise")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    g.add_argument("--seed", type=int, default=13)
+    g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
+    g = p.add_argument_group("Ray")
+    g.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP processes)")
+    g.add_argument("--use-gpu", action="store_true", help="one GPU per worker, NCCL")
+    g.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="CPUs Ray reserves per worker (default: all CPUs shared among the workers)")
+    g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray recovers from in-run")
+    g = p.add_argument_group("dev evaluation")
+    g.add_argument("--dev-metric", default="ndcg@10")
+    g.add_argument("--dev-depth", type=int, default=100)
+    g.add_argument("--dev-rerank-top-n", type=int, default=50)
+    p.set_defaults(run=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    from jobs.commands import USER_ERRORS, UserError
+
+    try:
+        pseudo = (
+            PseudoQueryConfig(args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed)
+            if args.pseudo_queries
+            else None
+        )
+        cpus = args.cpus_per_worker
+        if cpus is None:
+            cpus = 1.0 if os.environ.get("RAY_ADDRESS") else max(1.0, (os.cpu_count() or 1) / args.workers)
+        job = TrainJob(
+            dataset=args.dataset,
+            index_dir=args.index_dir,
+            out=args.out,
+            split=args.split,
+            dev_split=args.dev_split,
+            pseudo=pseudo,
+            work_dir=args.work_dir,
+            mining=MiningConfig(
+                depth=args.depth,
+                negatives=args.negatives,
+                sampling=args.sampling,
+                skip_top=args.skip_top,
+                seed=args.seed,
+                passage=pseudo.passage_view if pseudo else "body",
+            ),
+            train=TrainConfig(
+                base_model=args.base_model,
+                max_length=args.max_length,
+                epochs=args.epochs,
+                groups_per_batch=args.groups_per_batch,
+                grad_accum=args.grad_accum,
+                learning_rate=args.lr,
+                weight_decay=args.weight_decay,
+                warmup_ratio=args.warmup_ratio,
+                loss=args.loss,
+                precision=args.precision,
+                seed=args.seed,
+                max_steps_per_epoch=args.max_steps_per_epoch,
+            ),
+            scaling=RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
+                               max_failures=args.max_failures),
+            dev_metric=args.dev_metric,
+            dev_depth=args.dev_depth,
+            dev_rerank_top_n=args.dev_rerank_top_n,
+        )
+        outcome = run(job)
+    except USER_ERRORS as err:
+        raise UserError(str(err)) from err
+    for epoch in outcome.history:
+        shown = {k: v for k, v in epoch.items() if k in ("train_loss", "pairs_per_s", "train_seconds")
+                 or k.startswith("dev_")}
+        print(f"epoch {epoch['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    print(f"best epoch {outcome.best_epoch} -> {outcome.model_dir} ({outcome.seconds:.0f} s)")
+    return 0

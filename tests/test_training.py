@@ -318,3 +318,53 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
+
+
+# --- the command, end to end (mining, Ray, dev evaluation through `bertsearch eval` code) ----------
+
+
+@pytest.mark.slow
+def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
+    local_ray, tmp_path, tiny_bert_dir, corpus_records
+):
+    from jobs.cli import main
+
+    data = tmp_path / "data"
+    (data / "qrels").mkdir(parents=True)
+    write_jsonl(data / "corpus.jsonl", corpus_records)
+    queries, rows = [], {"train": [], "dev": []}
+    for doc_id, texts in sorted(TOY_QUERIES.items()):
+        for n, text in enumerate(texts):
+            queries.append({"_id": f"{doc_id}-{n}", "text": text})
+            rows["train" if n == 0 else "dev"].append(f"{doc_id}-{n}\t{doc_id}\t1")
+    write_jsonl(data / "queries.jsonl", queries)
+    for split, lines in rows.items():
+        (data / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
+    build_index(data, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+
+    out = tmp_path / "model"
+    index = str(tmp_path / "index")
+    args = ["train", str(data), "--split", "train", "--dev-split", "dev", "--index-dir", index,
+            "--out", str(out), "--base-model", str(tiny_bert_dir), "--workers", "2", "--cpus-per-worker", "1",
+            "--epochs", "2", "--depth", "8", "--negatives", "3", "--lr", "1e-2", "--max-length", "64",
+            "--dev-depth", "8", "--dev-rerank-top-n", "8"]
+    code = main(args)
+    assert code == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert [e["epoch"] for e in meta["epochs"]] == [1, 2]
+    assert all(0.0 <= e["dev_ndcg@10"] <= 1.0 and "dev_hybrid_ndcg@10" in e for e in meta["epochs"])
+    best = max(meta["epochs"], key=lambda e: (e["dev_ndcg@10"], -e["epoch"]))
+    assert meta["best_epoch"] == best["epoch"] and meta["selected_by"] == "dev_ndcg@10"
+    assert meta["data"]["source"]["mode"] == "judgments" and meta["data"]["dev_split"] == "dev"
+    assert (out.with_name("model.work") / "dev" / "epoch-002" / "report.md").is_file()
+    groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]
+    assert len(groups) == 8 and all(g["doc_ids"][0] not in g["doc_ids"][1:] for g in groups)
+    # the written folder is a plain Hugging Face checkpoint: transformers and sentence-transformers load it
+    from sentence_transformers import CrossEncoder as SentenceTransformersCrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
+    pairs = [("roasted beans", "Coffee is brewed from roasted beans"), ("roasted beans", "Rust")]
+    ours = CrossEncoder(out, max_length=64, precision="fp32").load().score_pairs(pairs)
+    theirs = SentenceTransformersCrossEncoder(str(out), max_length=64).predict(pairs)  # sigmoid of the logit
+    np.testing.assert_allclose(theirs, 1 / (1 + np.exp(-ours)), rtol=1e-4, atol=1e-5)

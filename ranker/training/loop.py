@@ -31,7 +31,7 @@ from ranker.training.losses import LOSSES, LossName, get_loss
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "trainer_state.pt"
-DevEvaluation = Callable[[Path], dict[str, float]]
+DevEvaluation = Callable[[Path, int], dict[str, float]]  # (model folder, epoch) -> metrics
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def warmup_linear_decay(total_steps: int, warmup_steps: int) -> Callable[[int], 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config`` holds ``config`` (TrainConfig), ``groups`` (a list of
     TrainingGroup or a Ray object ref to one), ``dev_eval`` (None or a picklable callable taking a
-    model folder and returning metrics), ``dev_metric`` (the key that picks the best epoch) and
+    model folder and the epoch and returning metrics), ``dev_metric`` (the key that picks the best epoch) and
     ``threads`` (torch CPU threads of this worker)."""
     import ray
     import ray.train
@@ -224,7 +224,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 encoder.tokenizer.save_pretrained(model_dir)
                 if dev_eval is not None:
                     eval_started = time.perf_counter()
-                    record.update({f"dev_{k}": float(v) for k, v in dev_eval(model_dir).items()})
+                    record.update({f"dev_{k}": float(v) for k, v in dev_eval(model_dir, epoch).items()})
                     record["dev_seconds"] = round(time.perf_counter() - eval_started, 3)
                 history.append(record)
                 torch.save(
