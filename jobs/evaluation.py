@@ -89,6 +89,8 @@ class EvalConfig:
     candidates come from each retriever and ``depth`` hits are scored per query (Recall@100
     needs a depth of at least 100). ``+rerank`` configurations need ``reranker``, a trained
     cross-encoder folder. ``precision`` is the encoder's (an index built here uses it too).
+    ``model``: the encoder to build a missing index with (None: the packaged MiniLM); when given,
+    only an index embedded with these weights is reused.
     """
 
     dataset: Path
@@ -102,6 +104,7 @@ class EvalConfig:
     stat_test: str = "student"
     max_p: float = 0.05
     precision: Precision = "auto"
+    model: str | Path | None = None
     query_batch: int = 64
     per_query_metric: str = "ndcg@10"
     top_queries: int = 10
@@ -252,7 +255,9 @@ def run_evaluation(
     dataset = BeirDataset(config.dataset)
     judged = dataset.load(config.split)
     pipeline_configs = config.pipeline_configs()
-    snapshot, built = ensure_index(dataset, config.index_dir, precision=config.precision, progress=progress)
+    snapshot, built = ensure_index(
+        dataset, config.index_dir, model=config.model, precision=config.precision, progress=progress
+    )
     needs_reranker = any(pc.rerank for pc in pipeline_configs.values())
     pipeline = open_pipeline(
         config.index_dir,
@@ -283,16 +288,23 @@ def run_evaluation(
 
 
 def ensure_index(
-    dataset: BeirDataset, index_dir: Path, *, precision: Precision = "auto", progress: bool = True
+    dataset: BeirDataset,
+    index_dir: Path,
+    *,
+    model: str | Path | None = None,
+    precision: Precision = "auto",
+    progress: bool = True,
 ) -> tuple[IndexSnapshot, bool]:
     """An index version of the dataset's corpus in ``index_dir``, built there first if it has none.
 
     The current version is used when it indexes this corpus (same file, not modified since);
-    otherwise the newest such older version; otherwise a new version is built with the packaged
-    encoder and becomes current. Returns the snapshot and whether it was built now.
+    otherwise the newest such older version; otherwise a new version is built with ``model``
+    (None: the packaged encoder) and becomes current. A ``model`` given explicitly must also be
+    the one a reused version was embedded with. Returns the snapshot and whether it was built now.
     """
     corpus = dataset.corpus_path.resolve()
-    folder = find_version(IndexDirectory(index_dir), corpus)
+    fingerprint = weights_fingerprint(resolve_model(model)) if model is not None else None
+    folder = find_version(IndexDirectory(index_dir), corpus, fingerprint=fingerprint)
     if folder is not None:
         return IndexSnapshot.open_version(folder), False
     directory = IndexDirectory(index_dir)
@@ -307,7 +319,7 @@ def ensure_index(
         )
     else:
         log.info("no index of %s in %s: building one", corpus, index_dir)
-    embedder = Embedder(None, precision=precision).load()
+    embedder = Embedder(model, precision=precision).load()
     report = build_index(dataset.root, index_dir, embedder, progress=progress)
     if report.rejects:
         log.warning(
@@ -316,14 +328,19 @@ def ensure_index(
     return IndexSnapshot.open_version(report.path), True
 
 
-def find_version(directory: IndexDirectory, corpus: Path) -> Path | None:
-    """The current version if it indexes ``corpus`` as it is now, else the newest such version."""
+def find_version(directory: IndexDirectory, corpus: Path, *, fingerprint: str | None = None) -> Path | None:
+    """The current version if it indexes ``corpus`` as it is now, else the newest such version.
+
+    With ``fingerprint``, only versions embedded with those weights count.
+    """
     names = [directory.current_name(), *reversed(directory.versions())]
     for name in dict.fromkeys(n for n in names if n):
         folder = directory.versions_dir / name
         try:
             manifest = Manifest.read(folder)
         except IndexNotFoundError:
+            continue
+        if fingerprint is not None and manifest.embedding.get("fingerprint") != fingerprint:
             continue
         if _indexes(manifest, corpus):
             return folder
@@ -730,6 +747,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="encoder precision (auto: bf16 where the CPU/GPU runs it natively)",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="encoder to build a missing index with (default: the packaged all-MiniLM-L6-v2)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the report, run files and plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=command)
@@ -751,6 +773,7 @@ def command(args: argparse.Namespace) -> int:
             stat_test=args.stat_test,
             max_p=args.max_p,
             precision=args.precision,
+            model=args.model,
         )
         result = run_evaluation(
             config, progress=not args.no_progress, command=" ".join(["bertsearch", *sys.argv[1:]])
