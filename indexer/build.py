@@ -13,6 +13,13 @@ from tqdm.auto import tqdm
 
 from indexer.corpus import CorpusError, CorpusReader, Reject
 from indexer.dense import DenseConfig, DenseIndex
+from indexer.doc_embedding import (
+    DocumentEmbedder,
+    EmbeddingCheckpoint,
+    LocalEmbedding,
+    embed_documents,
+    embedding_identity,
+)
 from indexer.documents import Document
 from indexer.embedder import Embedder
 from indexer.tantivy_index import ANALYZER, SEARCH_FIELDS, TantivyIndex
@@ -23,7 +30,10 @@ log = logging.getLogger(__name__)
 LEXICAL_DIR = "lexical"
 DENSE_DIR = "dense"
 REJECTS_FILE = "rejects.jsonl"
+CHECKPOINT_DIR = ".cache/embeddings"
 CHUNK = 1024
+
+__all__ = ["BuildConfig", "BuildReport", "as_strategy", "build_index", "embedding_identity"]
 
 
 def tool_version() -> str:
@@ -50,32 +60,56 @@ class BuildReport:
     manifest: Manifest
     path: Path
     rejects: list[Reject]
+    resumed_batches: int = 0  # embedding batches a rerun took from an interrupted run's checkpoint
 
     def summary(self) -> str:
         m = self.manifest
         return (
             f"indexed {m.documents} documents into version {m.version} in {m.build_seconds:.1f} s"
-            f" ({len(self.rejects)} rejected)"
+            f" ({len(self.rejects)} rejected"
+            + (f"; {self.resumed_batches} embedding batches resumed" if self.resumed_batches else "")
+            + ")"
         )
+
+
+def as_strategy(embedder: Embedder | DocumentEmbedder) -> DocumentEmbedder:
+    """A loaded Embedder runs in process; any other DocumentEmbedder is used as it is."""
+    return LocalEmbedding(embedder) if isinstance(embedder, Embedder) else embedder
 
 
 def build_index(
     source: str | Path,
     index_dir: str | Path,
-    embedder: Embedder,
+    embedder: Embedder | DocumentEmbedder,
     config: BuildConfig | None = None,
     *,
     progress: bool = True,
 ) -> BuildReport:
     """Index every valid document of ``source`` as a new current version of ``index_dir``.
 
-    Invalid lines are reported (returned and written to ``rejects.jsonl``) and every other line
-    is indexed. Raises CorpusError when the source cannot be read or holds no valid document.
+    ``embedder``: a loaded Embedder (embeds in this process) or any DocumentEmbedder (the Ray
+    Data one in ``jobs.ray_embedding``). Invalid lines are reported (returned and written to
+    ``rejects.jsonl``) and every other line is indexed. Idempotent and resumable: a build killed
+    at any point leaves CURRENT as it was, and a rerun reuses the batches it had embedded and
+    ends with the same ids and vectors as an uninterrupted run. Waits for the directory's writer
+    lock. Raises CorpusError when the source cannot be read or holds no valid document.
     """
     config = config or BuildConfig()
+    strategy = as_strategy(embedder)
+    directory = IndexDirectory(index_dir)
+    with directory.lock():
+        return _build_locked(source, directory, strategy, config, progress)
+
+
+def _build_locked(
+    source: str | Path,
+    directory: IndexDirectory,
+    strategy: DocumentEmbedder,
+    config: BuildConfig,
+    progress: bool,
+) -> BuildReport:
     started = time.perf_counter()
     reader = CorpusReader(source)
-    directory = IndexDirectory(index_dir)
     name, staging = directory.start_build()
 
     lexical = TantivyIndex(staging / LEXICAL_DIR)
@@ -103,8 +137,10 @@ def build_index(
             f"{reader.rejects[0] if reader.rejects else 'none'})"
         )
 
-    vectors = embedder.embed(bodies, progress=progress)
-    DenseIndex(embedder.dim, config.dense).build(ids, vectors).save(staging / DENSE_DIR)
+    identity = strategy.identity()
+    checkpoint = EmbeddingCheckpoint(directory.root / CHECKPOINT_DIR, identity)
+    embedded = embed_documents(ids, bodies, strategy, checkpoint=checkpoint, progress=progress)
+    DenseIndex(int(identity["dim"]), config.dense).build(ids, embedded.vectors).save(staging / DENSE_DIR)
 
     manifest = Manifest(
         version=name,
@@ -115,28 +151,19 @@ def build_index(
         documents=len(ids),
         rejects=len(reader.rejects),
         build_seconds=round(time.perf_counter() - started, 3),
-        embedding=embedding_identity(embedder),
+        embedding={**identity, "embedded_with": strategy.name},
         dense=asdict(config.dense),
         lexical={"backend": "tantivy", "analyzer": ANALYZER, "fields": list(SEARCH_FIELDS)},
     )
     manifest.write(staging)
     final = directory.publish(name, staging, keep=config.keep_versions)
-    report = BuildReport(manifest=manifest, path=final, rejects=reader.rejects)
+    checkpoint.clear()  # published: the next build starts from nothing
+    report = BuildReport(
+        manifest=manifest, path=final, rejects=reader.rejects, resumed_batches=embedded.resumed_batches
+    )
     for reject in reader.rejects:
         log.warning("rejected %s", reject)
     return report
-
-
-def embedding_identity(embedder: Embedder) -> dict:
-    """What a query encoder must match to search a dense index built by ``embedder``."""
-    return {
-        "model": embedder.model_name,
-        "fingerprint": embedder.fingerprint(),
-        "dim": embedder.dim,
-        "max_length": embedder.max_length,
-        "pooling": "mean",
-        "normalized": True,
-    }
 
 
 def _write_rejects(path: Path, rejects: list[Reject]) -> None:

@@ -10,13 +10,19 @@ DIR/versions/<name>/rejects.jsonl lines of the source that were not indexed, and
 
 A build writes into ``versions/.building-<name>`` and renames it when complete, so a crashed
 build never leaves a half-written version behind a name, and CURRENT never points at one.
+Writers (full builds, incremental updates) hold ``DIR/.lock`` (an advisory ``flock``, freed by
+the kernel when its process dies) so two of them never interleave; readers take no lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +33,15 @@ CURRENT = "CURRENT"
 VERSIONS = "versions"
 BUILDING_PREFIX = ".building-"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 
 
 class IndexNotFoundError(FileNotFoundError):
     """The index directory holds no usable version."""
+
+
+class IndexBusyError(RuntimeError):
+    """Another process is building or updating this index directory."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class Manifest:
     embedding: dict[str, Any] = field(default_factory=dict)
     dense: dict[str, Any] = field(default_factory=dict)
     lexical: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None  # the version an incremental update started from; None for a full build
+    updates: dict[str, Any] = field(default_factory=dict)  # what an incremental update changed
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -99,8 +112,32 @@ class IndexDirectory:
             p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
 
+    @contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the writer lock; wait up to ``timeout`` seconds (None: forever) or raise IndexBusyError."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK, "a+") as handle:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise IndexBusyError(
+                            f"{str(self.root)!r} is being built or updated by another process; retry later"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def start_build(self) -> tuple[str, Path]:
-        """A fresh staging folder for a new version; clears staging left by crashed builds."""
+        """A fresh staging folder for a new version; clears staging left by crashed builds.
+
+        Call it holding ``lock()``: otherwise it may clear another live build's staging.
+        """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.versions_dir.glob(BUILDING_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)

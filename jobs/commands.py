@@ -7,12 +7,9 @@ import json
 import os
 import sys
 
-from indexer.build import BuildConfig, build_index
 from indexer.corpus import CorpusError
-from indexer.dense import DenseConfig
-from indexer.embedder import Embedder
 from indexer.snapshot import ModelMismatchError
-from indexer.versions import IndexNotFoundError
+from indexer.versions import IndexBusyError, IndexNotFoundError
 from ranker.cross_encoder import UntrainedRerankerError
 
 
@@ -28,18 +25,16 @@ USER_ERRORS = (
     UntrainedRerankerError,
     ValueError,
     FileNotFoundError,
+    IndexBusyError,
 )
 
 
 def index(args: argparse.Namespace) -> int:
+    from jobs.index_job import job_from_args, run_build, run_update
+
     try:
-        embedder = Embedder(args.model, max_length=args.max_length, batch_size=args.batch_size).load()
-        report = build_index(
-            args.source,
-            args.index_dir,
-            embedder,
-            BuildConfig(dense=DenseConfig(kind=args.dense_index), keep_versions=args.keep),
-        )
+        job = job_from_args(args)
+        report = run_update(job) if job.incremental else run_build(job)
     except USER_ERRORS as err:
         raise UserError(str(err)) from err
     print(report.summary())
