@@ -5,41 +5,33 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.schemas import DocumentOut, SearchRequest, SearchResponse
+from api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
+from api.serving import ServingState, VersionWatcher, load_serving
 from api.settings import ServiceSettings
-from indexer.snapshot import IndexSnapshot
-from ranker.factory import open_pipeline
-from ranker.pipeline import SearchPipeline
+from api.writes import DocumentWriter, MissingKeyError, WritesDisabledError, WrongKeyError, check_api_key
+from indexer.documents import Document
+from indexer.incremental import UpdateReport
+from indexer.snapshot import ModelMismatchError
+from indexer.versions import IndexBusyError
 from ranker.response import result_to_dict
 
-
-class ServingState:
-    """What the routes serve: one loaded pipeline and the index version behind it."""
-
-    def __init__(self, pipeline: SearchPipeline, snapshot: IndexSnapshot, settings: ServiceSettings) -> None:
-        self.pipeline = pipeline
-        self.snapshot = snapshot
-        self.settings = settings
+VERSION_HEADER = "X-Index-Version"
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        snapshot = IndexSnapshot.open(settings.index_dir)
-        pipeline = open_pipeline(
-            settings.index_dir,
-            encoder_model=settings.encoder_model,
-            reranker=settings.reranker,
-            snapshot=snapshot,
-        )
-        # One query before taking traffic: torch's first forward pass pays ~1 s of lazy set-up.
-        pipeline.search("warm up", top_k=1)
-        app.state.serving = ServingState(pipeline, snapshot, settings)
+        app.state.serving = load_serving(settings)
+        watcher = VersionWatcher(app.state, settings.reload_seconds)
+        app.state.watcher = watcher
+        app.state.writer = DocumentWriter(settings, watcher)
+        watcher.start()
         yield
-        pipeline.close()
+        watcher.stop()
+        app.state.serving.pipeline.close()
 
     app = FastAPI(
         title="bertsearch",
@@ -56,6 +48,7 @@ def create_app_from_env() -> FastAPI:
 
 
 def serving(request: Request) -> ServingState:
+    # Read once: the request keeps this state (one index version) even if a new one lands meanwhile.
     state = getattr(request.app.state, "serving", None)
     if state is None:
         raise HTTPException(status_code=503, detail="the index and models are still loading")
@@ -65,9 +58,44 @@ def serving(request: Request) -> ServingState:
 Serving = Annotated[ServingState, Depends(serving)]
 
 
+def writer(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> DocumentWriter:
+    """The document writer, for a request that carries the configured API key."""
+    state = serving(request)
+    try:
+        check_api_key(state.settings, x_api_key)
+    except WritesDisabledError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from None
+    except MissingKeyError as err:
+        challenge = {"WWW-Authenticate": "X-API-Key"}
+        raise HTTPException(status_code=401, detail=str(err), headers=challenge) from None
+    except WrongKeyError as err:
+        raise HTTPException(status_code=403, detail=str(err)) from None
+    return request.app.state.writer
+
+
+Writer = Annotated[DocumentWriter, Depends(writer)]
+
+
+def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document], deletes: list[str]) -> dict:
+    try:
+        report: UpdateReport = writer.write(state, upserts, deletes)
+    except IndexBusyError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    except ModelMismatchError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    return {
+        "index_version": report.manifest.version,
+        "parent_version": report.manifest.parent,
+        "upserted": report.upserted,
+        "deleted": report.deleted,
+        "documents": report.manifest.documents,
+        "seconds": report.seconds,
+    }
+
+
 def _add_routes(app: FastAPI) -> None:
     @app.post("/search", response_model=SearchResponse)
-    def search(body: SearchRequest, state: Serving) -> dict:
+    def search(body: SearchRequest, state: Serving, response: Response) -> dict:
         pipeline = state.pipeline  # one pipeline for the whole request, even if a new version lands
         overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
         try:
@@ -76,15 +104,33 @@ def _add_routes(app: FastAPI) -> None:
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         result = pipeline.search(body.query, top_k=body.top_k, config=config)
+        response.headers[VERSION_HEADER] = state.version
         return result_to_dict(result, body.query)
 
     @app.get("/documents/{doc_id}", response_model=DocumentOut)
-    def get_document(doc_id: str, state: Serving) -> dict:
+    def get_document(doc_id: str, state: Serving, response: Response) -> dict:
         found = state.pipeline.lexical.get([doc_id])
         if doc_id not in found:
             raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
         doc = found[doc_id]
+        response.headers[VERSION_HEADER] = state.version
         return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": dict(doc.metadata)}
+
+    @app.put("/documents", response_model=WriteResponse)
+    def upsert_documents(body: UpsertRequest, writer: Writer, state: Serving) -> dict:
+        """Add or replace documents by id (embedded and indexed as a new index version)."""
+        documents = [
+            Document(id=d.id, title=d.title.strip(), text=d.text.strip(), metadata=d.metadata)
+            for d in body.documents
+        ]
+        return _write(writer, state, documents, [])
+
+    @app.delete("/documents/{doc_id}", response_model=WriteResponse)
+    def delete_document(doc_id: str, writer: Writer, state: Serving) -> dict:
+        """Remove a document by id (a new index version without it); 404 if it is not indexed."""
+        if doc_id not in state.pipeline.lexical.get([doc_id]):
+            raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
+        return _write(writer, state, [], [doc_id])
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -96,12 +142,14 @@ def _add_routes(app: FastAPI) -> None:
         if state is None:
             return JSONResponse({"status": "loading"}, status_code=503)
         manifest = state.snapshot.manifest
-        return JSONResponse(
-            {
-                "status": "ready",
-                "index_version": manifest.version,
-                "documents": manifest.documents,
-                "encoder": manifest.embedding.get("model"),
-                "reranker": state.settings.reranker,
-            }
-        )
+        body = {
+            "status": "ready",
+            "index_version": manifest.version,
+            "documents": manifest.documents,
+            "encoder": manifest.embedding.get("model"),
+            "reranker": state.settings.reranker,
+        }
+        watcher = getattr(request.app.state, "watcher", None)
+        if watcher is not None and watcher.last_error:
+            body["version_error"] = watcher.last_error  # still ready: the previous version serves
+        return JSONResponse(body)

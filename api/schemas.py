@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_QUERY_CHARS = 1000
 MAX_TOP_K = 100
@@ -59,3 +59,56 @@ class DocumentOut(BaseModel):
     title: str
     text: str
     metadata: dict[str, Any]
+
+
+MAX_UPSERT_DOCUMENTS = 500
+
+
+class DocumentIn(BaseModel):
+    """A document to add or replace; ``id`` is its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512, description="unique document id")
+    title: str = Field("", max_length=10_000)
+    text: str = Field("", max_length=1_000_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_blank(cls, doc_id: str) -> str:
+        if not doc_id.strip():
+            raise ValueError("id must contain some non-space text")
+        return doc_id.strip()
+
+    @model_validator(mode="after")
+    def _has_content(self) -> DocumentIn:
+        if not (self.title.strip() or self.text.strip()):
+            raise ValueError(f"document {self.id!r} is empty: give a title or a text")
+        return self
+
+
+class UpsertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(
+        min_length=1, max_length=MAX_UPSERT_DOCUMENTS, description="documents to add or replace, by id"
+    )
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_ids(cls, documents: list[DocumentIn]) -> list[DocumentIn]:
+        seen: set[str] = set()
+        repeated = sorted({d.id for d in documents if d.id in seen or seen.add(d.id)})
+        if repeated:
+            raise ValueError(f"each id may appear once per request; repeated: {repeated[:5]}")
+        return documents
+
+
+class WriteResponse(BaseModel):
+    index_version: str = Field(description="the version the write produced, now served")
+    parent_version: str | None = Field(description="the version the write was applied to")
+    upserted: int
+    deleted: int
+    documents: int = Field(description="documents in the new version")
+    seconds: float
