@@ -74,7 +74,8 @@ class Manifest:
 
 
 def new_version_name() -> str:
-    return datetime.now(UTC).strftime("v%Y%m%dT%H%M%S") + "-" + uuid4().hex[:6]
+    """A name that sorts after every earlier one (microseconds: builds can finish within a second)."""
+    return datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f") + "-" + uuid4().hex[:6]
 
 
 class IndexDirectory:
