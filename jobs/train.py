@@ -390,7 +390,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
         pipeline = open_pipeline(
             job.index_dir,
             snapshot=snapshot,
-            config=PipelineConfig(rerank=False, lexical_k=job.mining.depth, dense_k=job.mining.depth),
+            config=PipelineConfig(rerank=False),  # the candidates `bertsearch eval`/serving rerank
         )
         try:
             report = mine_groups(pipeline, queries, job.mining)

@@ -114,6 +114,44 @@ def test_train_config_rejects_impossible_settings():
     assert steps_per_epoch(400, workers=1, config=TrainConfig(max_steps_per_epoch=5)) == 5
 
 
+@pytest.mark.unit
+def test_best_epoch_takes_the_highest_dev_metric_and_the_earliest_on_ties():
+    from jobs.train import best_epoch
+
+    history = [{"epoch": e, "dev_ndcg@10": v} for e, v in ((1, 0.5), (2, 0.7), (3, 0.7))]
+    assert best_epoch(history, "dev_ndcg@10") == 2
+    assert best_epoch(history, None) == 3
+    with pytest.raises(ValueError, match="dev_mrr@10"):
+        best_epoch(history, "dev_mrr@10")
+
+
+@pytest.mark.unit
+def test_saved_groups_come_back_and_other_settings_are_refused(tmp_path, corpus_records):
+    from jobs.train import load_groups, save_groups
+
+    groups = toy_groups(corpus_records)
+    info = {"dataset": "toy", "mining": {"depth": 8}}
+    assert load_groups(tmp_path, info) is None
+    save_groups(tmp_path, groups, info)
+    assert load_groups(tmp_path, info) == groups
+    with pytest.raises(ValueError, match="mining"):
+        load_groups(tmp_path, {"dataset": "toy", "mining": {"depth": 50}})
+
+
+@pytest.mark.unit
+def test_train_job_refuses_title_queries_with_titled_negatives(tmp_path):
+    from jobs.train import TrainJob
+
+    with pytest.raises(ValueError, match="'text' passages"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", pseudo=PseudoQueryConfig("title"))
+    with pytest.raises(ValueError, match="dev split must differ"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", dev_split="train")
+    title = PseudoQueryConfig("title")
+    job = TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", pseudo=title,
+                   mining=MiningConfig(passage="text"))
+    assert job.resolved_work_dir == tmp_path / "m.work"
+
+
 # --- pseudo-queries (unit) -----------------------------------------------------------------------
 
 PSEUDO_CORPUS = [
