@@ -22,12 +22,12 @@ from indexer.doc_embedding import (
 )
 from indexer.documents import Document
 from indexer.embedder import Embedder
-from indexer.tantivy_index import ANALYZER, SEARCH_FIELDS, TantivyIndex
+from indexer.lexical import LexicalIndex
+from indexer.lexical_backend import LexicalBackend
 from indexer.versions import IndexDirectory, Manifest
 
 log = logging.getLogger(__name__)
 
-LEXICAL_DIR = "lexical"
 DENSE_DIR = "dense"
 REJECTS_FILE = "rejects.jsonl"
 CHECKPOINT_DIR = ".cache/embeddings"
@@ -49,6 +49,7 @@ class BuildConfig:
 
     dense: DenseConfig = field(default_factory=DenseConfig)
     keep_versions: int = 3
+    lexical: LexicalBackend = field(default_factory=LexicalBackend)
 
     def __post_init__(self) -> None:
         if self.keep_versions < 1:
@@ -112,24 +113,30 @@ def _build_locked(
     reader = CorpusReader(source)
     name, staging = directory.start_build()
 
-    lexical = TantivyIndex(staging / LEXICAL_DIR)
+    lexical, lexical_entry = config.lexical.create(staging, name)
     ids: list[str] = []
     bodies: list[str] = []
+    refused: set[str] = set()
     with tqdm(
         total=reader.total_bytes, desc="reading", unit="B", unit_scale=True, disable=not progress
     ) as bar:
         chunk: list[Document] = []
+        origins: dict[str, tuple[str, int]] = {}
         for doc in reader:
             chunk.append(doc)
+            origins[doc.id] = reader.origin
             ids.append(doc.id)
             bodies.append(doc.body)
             if len(chunk) == CHUNK:
-                lexical.upsert(chunk)
-                chunk = []
+                refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
+                chunk, origins = [], {}
                 bar.update(reader.bytes_read - bar.n)
-        lexical.upsert(chunk)
+        refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
         bar.update(reader.bytes_read - bar.n)
     lexical.commit()
+    if refused:  # a document the lexical index refused is not searchable: keep it out of dense too
+        kept = [i for i, doc_id in enumerate(ids) if doc_id not in refused]
+        ids, bodies = [ids[i] for i in kept], [bodies[i] for i in kept]
     _write_rejects(staging / REJECTS_FILE, reader.rejects)
     if not ids:
         raise CorpusError(
@@ -153,10 +160,11 @@ def _build_locked(
         build_seconds=round(time.perf_counter() - started, 3),
         embedding={**identity, "embedded_with": strategy.name},
         dense=asdict(config.dense),
-        lexical={"backend": "tantivy", "analyzer": ANALYZER, "fields": list(SEARCH_FIELDS)},
+        lexical=lexical_entry,
     )
     manifest.write(staging)
     final = directory.publish(name, staging, keep=config.keep_versions)
+    config.lexical.publish(lexical)
     checkpoint.clear()  # published: the next build starts from nothing
     report = BuildReport(
         manifest=manifest, path=final, rejects=reader.rejects, resumed_batches=embedded.resumed_batches
@@ -164,6 +172,20 @@ def _build_locked(
     for reject in reader.rejects:
         log.warning("rejected %s", reject)
     return report
+
+
+def _index_chunk(
+    lexical: LexicalIndex, chunk: list[Document], origins: dict[str, tuple[str, int]], rejects: list[Reject]
+) -> set[str]:
+    """Write a chunk to the lexical index; what it refuses becomes a reject at its source line."""
+    refused = set()
+    for failure in lexical.upsert(chunk):
+        source, line = origins.get(failure.doc_id, ("", 0))
+        rejects.append(
+            Reject(source, line, f"refused by the lexical index: {failure.reason}", failure.doc_id)
+        )
+        refused.add(failure.doc_id)
+    return refused
 
 
 def _write_rejects(path: Path, rejects: list[Reject]) -> None:

@@ -123,6 +123,7 @@ class CorpusReader:
         self.rejects: list[Reject] = []
         self.total_bytes = sum(f.stat().st_size for f in self.files)
         self.bytes_read = 0
+        self.origin: tuple[str, int] = ("", 0)  # file and line of the item last yielded
 
     def __iter__(self) -> Iterator[Document | Deletion]:
         seen: set[str] = set()
@@ -139,6 +140,7 @@ class CorpusReader:
                         self._reject(path, number, "duplicate id: an earlier line has it", item.id)
                         continue
                     seen.add(item.id)
+                    self.origin = (str(path), number)
                     yield item
 
     def _parse(self, path: Path, number: int, raw_line: bytes) -> Document | Deletion | None:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.build import CHECKPOINT_DIR, DENSE_DIR, LEXICAL_DIR, REJECTS_FILE, as_strategy, tool_version
+from indexer.build import CHECKPOINT_DIR, DENSE_DIR, REJECTS_FILE, as_strategy, tool_version
 from indexer.corpus import CorpusReader, Deletion, Reject, corpus_files
 from indexer.dense import DenseIndex
 from indexer.doc_embedding import DocumentEmbedder, EmbeddingCheckpoint, embed_documents
 from indexer.documents import Document
 from indexer.embedder import Embedder
+from indexer.lexical_backend import LEXICAL_DIR
 from indexer.snapshot import ModelMismatchError
 from indexer.tantivy_index import TantivyIndex
 from indexer.versions import IndexDirectory, Manifest
@@ -96,6 +97,11 @@ def apply_updates(
         parent = Manifest.read(current)
         if not upserts and not deletes:
             return UpdateReport(changed=False, manifest=parent, path=current, rejects=list(rejects))
+        if parent.lexical.get("backend", "tantivy") != "tantivy":
+            raise ValueError(
+                f"incremental updates of an Elasticsearch-backed index are not supported yet (version "
+                f"{parent.version}); run a full `bertsearch index` build instead"
+            )
         identity = strategy.identity()
         _check_model(parent, identity)
 

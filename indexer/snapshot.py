@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.build import DENSE_DIR, LEXICAL_DIR
+from indexer.build import DENSE_DIR
 from indexer.dense import DenseIndex
 from indexer.lexical import LexicalIndex
-from indexer.tantivy_index import TantivyIndex
+from indexer.lexical_backend import LexicalBackend
 from indexer.versions import IndexDirectory, Manifest
 
 
@@ -24,18 +24,21 @@ class IndexSnapshot:
     dense: DenseIndex
 
     @classmethod
-    def open(cls, index_dir: str | Path) -> IndexSnapshot:
+    def open(cls, index_dir: str | Path, lexical: LexicalBackend | None = None) -> IndexSnapshot:
         """The current version of ``index_dir``; raises IndexNotFoundError when there is none."""
         folder = IndexDirectory(index_dir).current()
-        return cls.open_version(folder)
+        return cls.open_version(folder, lexical)
 
     @classmethod
-    def open_version(cls, folder: Path) -> IndexSnapshot:
+    def open_version(cls, folder: Path, lexical: LexicalBackend | None = None) -> IndexSnapshot:
+        """One version; its manifest says where its lexical half lives (``lexical`` says how to
+        reach an Elasticsearch server, from BERTSEARCH_* variables when not given)."""
         manifest = Manifest.read(folder)
+        backend = lexical or LexicalBackend.from_env()
         return cls(
             path=folder,
             manifest=manifest,
-            lexical=TantivyIndex(folder / LEXICAL_DIR, fields=manifest.lexical.get("fields", ["body"])),
+            lexical=backend.open(folder, manifest.lexical),
             dense=DenseIndex.load(folder / DENSE_DIR),
         )
 

@@ -36,6 +36,17 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--keep", type=int, default=3, help="index versions to keep (default 3)")
     p.add_argument(
+        "--lexical",
+        choices=["tantivy", "elasticsearch"],
+        default=os.environ.get("BERTSEARCH_LEXICAL", "tantivy"),
+        help="lexical backend (or BERTSEARCH_LEXICAL; default tantivy, embedded on disk)",
+    )
+    p.add_argument(
+        "--es-url",
+        default=os.environ.get("BERTSEARCH_ES_URL"),
+        help="Elasticsearch URL for --lexical elasticsearch (or BERTSEARCH_ES_URL)",
+    )
+    p.add_argument(
         "--incremental",
         action="store_true",
         help="apply SOURCE's upserts and deletes ({\"_id\": ..., \"deleted\": true}) to the current version",

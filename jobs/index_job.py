@@ -6,7 +6,7 @@ same code (``bertsearch index`` is a thin wrapper).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +15,7 @@ from indexer.dense import DenseConfig
 from indexer.doc_embedding import DocumentEmbedder, LocalEmbedding
 from indexer.embedder import Embedder
 from indexer.incremental import UpdateReport, update_from_source
+from indexer.lexical_backend import LexicalBackend
 from indexer.versions import IndexDirectory, Manifest
 
 EmbedWith = Literal["auto", "local", "ray"]
@@ -43,6 +44,7 @@ class IndexJob:
     ray_workers: int = 0
     ray_address: str | None = None
     progress: bool = True
+    lexical: LexicalBackend = field(default_factory=LexicalBackend)
 
     def __post_init__(self) -> None:
         if self.embed_with not in ("auto", "local", "ray"):
@@ -83,7 +85,7 @@ def run_build(job: IndexJob) -> BuildReport:
     if job.incremental:
         raise ValueError("run_build builds from scratch: use run_update for an incremental job")
     strategy = embedding_strategy(job, job.model, job.max_length or 256)
-    config = BuildConfig(dense=DenseConfig(kind=job.dense_index), keep_versions=job.keep)
+    config = BuildConfig(dense=DenseConfig(kind=job.dense_index), keep_versions=job.keep, lexical=job.lexical)
     return build_index(job.source, job.index_dir, strategy, config, progress=job.progress)
 
 
@@ -121,4 +123,5 @@ def job_from_args(args) -> IndexJob:
         ray_workers=args.ray_workers,
         ray_address=args.ray_address,
         progress=not args.no_progress,
+        lexical=LexicalBackend(kind=args.lexical, es_url=args.es_url),
     )
