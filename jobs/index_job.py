@@ -44,7 +44,7 @@ class IndexJob:
     ray_workers: int = 0
     ray_address: str | None = None
     progress: bool = True
-    lexical: LexicalBackend = field(default_factory=LexicalBackend)
+    lexical: LexicalBackend = field(default_factory=LexicalBackend.from_env)  # BERTSEARCH_LEXICAL, ..._ES_URL
 
     def __post_init__(self) -> None:
         if self.embed_with not in ("auto", "local", "ray"):
