@@ -81,7 +81,7 @@ def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document],
         report: UpdateReport = writer.write(state, upserts, deletes)
     except IndexBusyError as err:
         raise HTTPException(status_code=409, detail=str(err)) from None
-    except ModelMismatchError as err:
+    except (ModelMismatchError, ValueError) as err:  # e.g. an index whose backend takes no updates
         raise HTTPException(status_code=409, detail=str(err)) from None
     return {
         "index_version": report.manifest.version,
