@@ -17,7 +17,7 @@ YAML (``.yaml``/``.yml``) or TOML (``.toml``)::
         index: {source: /data/updates, index_dir: /data/index, incremental: true}
       - name: nightly-eval
         cron: "30 4 * * *"
-        command: [eval, /data/scifact, --index-dir, /data/index]   # any bertsearch subcommand
+        command: [eval, /data/scifact, --index-dir, /data/index, --out, /data/reports]  # any subcommand
         timeout_seconds: 7200
 
 Every problem in the file is reported at once, each with where it is and what to change.
@@ -300,7 +300,7 @@ def _command_argv(command: Any, where: str, problems: list[str]) -> tuple[str, .
     ):
         problems.append(
             f"{where}: must be a non-empty list of bertsearch arguments, "
-            "e.g. [eval, DATASET, --index-dir, DIR]"
+            "e.g. [eval, DATASET, --index-dir, DIR, --out, REPORT_DIR]"
         )
         return ()
     argv = tuple(str(a) for a in command)
