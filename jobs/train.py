@@ -468,7 +468,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-length", type=int, default=256, help="tokens per (query, document) pair")
     g.add_argument("--groups-per-batch", type=int, default=2, help="groups per worker per forward pass")
     g.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
-    g.add_argument("--lr", type=float, default=2e-5)
+    g.add_argument("--lr", type=float, default=2e-5, help="encoder learning rate (default 2e-5)")
+    g.add_argument("--head-lr", type=float, default=None,
+                   help="learning rate of the fresh relevance head (default: --lr)")
     g.add_argument("--warmup-ratio", type=float, default=0.1)
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--loss", choices=("listwise", "bce"), default="listwise")
@@ -523,6 +525,7 @@ def command(args: argparse.Namespace) -> int:
                 groups_per_batch=args.groups_per_batch,
                 grad_accum=args.grad_accum,
                 learning_rate=args.lr,
+                head_learning_rate=args.head_lr,
                 weight_decay=args.weight_decay,
                 warmup_ratio=args.warmup_ratio,
                 loss=args.loss,

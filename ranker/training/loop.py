@@ -40,7 +40,9 @@ class TrainConfig:
 
     ``groups_per_batch``: groups scored per forward pass on each worker, so a micro-batch holds
     ``groups_per_batch * group size`` pairs; the effective batch is that times ``grad_accum``
-    times the number of workers. ``warmup_ratio``: share of all optimizer steps spent warming
+    times the number of workers. ``head_learning_rate``: the fresh relevance head's rate (None:
+    ``learning_rate``); a head starting from random weights learns far too slowly at an
+    encoder's fine-tuning rate. ``warmup_ratio``: share of all optimizer steps spent warming
     the learning rate up from 0; it then decays linearly to 0. ``max_steps_per_epoch`` caps an
     epoch (smoke runs, benchmarks). ``crash_after_epoch`` raises right after that epoch's
     checkpoint, as a killed worker would: it exists to test resuming.
@@ -52,6 +54,7 @@ class TrainConfig:
     groups_per_batch: int = 2
     grad_accum: int = 1
     learning_rate: float = 2e-5
+    head_learning_rate: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -70,6 +73,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
+            raise ValueError(f"head_learning_rate must be in (0, 1) or None, got {self.head_learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0 or self.max_grad_norm <= 0:
@@ -162,7 +167,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     wrapped = ray.train.torch.prepare_model(model)
     encoder.model = wrapped  # CrossEncoder.logits tokenizes exactly as serving does, then calls this
     optimizer = torch.optim.AdamW(
-        _parameter_groups(model, config.weight_decay), lr=config.learning_rate
+        _parameter_groups(model, config), lr=config.learning_rate
     )
     steps = steps_per_epoch(len(groups), world, config)
     total = steps * config.epochs
@@ -253,14 +258,24 @@ def _pairs(batch: Sequence[TrainingGroup]) -> list[tuple[str, str]]:
     return [(group.query, passage) for group in batch for passage in group.passages]
 
 
-def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Biases and LayerNorm weights take no weight decay (the BERT fine-tuning convention).
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    # Biases and LayerNorm weights take no weight decay (the BERT fine-tuning convention); the
+    # classification head (``classifier.*``, or ``score.*`` in some architectures) may get its own rate.
+    head_lr = config.head_learning_rate if config.head_learning_rate is not None else config.learning_rate
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        is_head = name.startswith(("classifier.", "score."))
+        groups.setdefault((is_head, parameter.ndim >= 2), []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": head_lr if is_head else config.learning_rate,
+            "weight_decay": config.weight_decay if decays else 0.0,
+        }
+        for (is_head, decays), params in sorted(groups.items())
+    ]
 
 
 def _mean_across_workers(total: float, count: int, device: torch.device) -> float:
