@@ -117,7 +117,9 @@ def main() -> int:
             row = {
                 "full_build_s": build_s,
                 "upsert_1_s": one_s,
+                "upsert_1_embed_s": one.embed_seconds,
                 f"upsert_{args.changes}_delete_{args.changes}_s": batch_s,
+                f"upsert_{args.changes}_delete_{args.changes}_embed_s": batch.embed_seconds,
                 "documents_after": batch.manifest.documents,
             }
             if kind == "hnsw":

@@ -49,6 +49,7 @@ class UpdateReport:
     files: list[Path] = field(default_factory=list)  # source files applied
     skipped_files: list[Path] = field(default_factory=list)  # not newer than the version's watermark
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # of ``seconds``, spent embedding the upserted documents
 
     def summary(self) -> str:
         if not self.changed:
@@ -106,9 +107,11 @@ def apply_updates(
         _check_model(parent, identity)
 
         checkpoint = EmbeddingCheckpoint(directory.root / CHECKPOINT_DIR, identity)
+        embed_started = time.perf_counter()
         vectors = embed_documents(
             ids, [doc.body for doc in upserts], strategy, checkpoint=checkpoint, progress=progress
         ).vectors
+        embed_seconds = round(time.perf_counter() - embed_started, 3)
 
         name, staging = directory.start_build()
         shutil.copytree(current / LEXICAL_DIR, staging / LEXICAL_DIR, ignore=shutil.ignore_patterns("*.lock"))
@@ -151,6 +154,7 @@ def apply_updates(
                 "missing_deletes": len(set(deletes)) - len(present),
                 "dense_tombstones": dense.tombstones,
                 "compacted": compacted,
+                "embed_seconds": embed_seconds,
             },
         )
         manifest.write(staging)
@@ -166,6 +170,7 @@ def apply_updates(
         compacted=compacted,
         rejects=list(rejects),
         seconds=seconds,
+        embed_seconds=embed_seconds,
     )
 
 
