@@ -59,7 +59,7 @@ def test_version_switch_under_concurrent_queries_never_fails_or_mixes(tmp_path, 
 
     stop = threading.Event()
     failures: list[str] = []
-    seen: Counter = Counter()
+    answers: list[tuple[str, set[str], int]] = []  # (version header, markers in the hits, hit count)
 
     def query() -> None:
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -68,11 +68,9 @@ def test_version_switch_under_concurrent_queries_never_fails_or_mixes(tmp_path, 
                 if response.status_code != 200:
                     failures.append(f"{response.status_code}: {response.text[:200]}")
                     continue
-                version = response.headers[VERSION_HEADER]
-                found = {hit["snippet"].rsplit(" ", 1)[-1] for hit in response.json()["hits"]}
-                if len(response.json()["hits"]) != 8 or found != {markers.get(version, "?")}:
-                    failures.append(f"version {version} answered with markers {found}")
-                seen[version] += 1
+                hits = response.json()["hits"]
+                markers_seen = {hit["snippet"].rsplit(" ", 1)[-1] for hit in hits}
+                answers.append((response.headers[VERSION_HEADER], markers_seen, len(hits)))
 
     clients = [threading.Thread(target=query) for _ in range(4)]
     try:
@@ -80,7 +78,6 @@ def test_version_switch_under_concurrent_queries_never_fails_or_mixes(tmp_path, 
             client.start()
         for round_ in range(6):
             marker = "beta" if round_ % 2 == 0 else "alpha"
-            # Record the marker before the version can be served (build publishes it).
             version = build(tmp_path, marked(corpus_records, marker), embedder, keep=2)
             markers[version] = marker
             time.sleep(0.4)
@@ -91,8 +88,12 @@ def test_version_switch_under_concurrent_queries_never_fails_or_mixes(tmp_path, 
         server.should_exit = True
         thread.join(timeout=30)
     assert failures == []
+    # Checked once every version's marker is known (a version can answer before build() returns).
+    mixed = [a for a in answers if a[2] != 8 or a[1] != {markers[a[0]]}]
+    assert mixed == [], f"{len(mixed)} answers mixed versions, e.g. {mixed[:3]}"
+    seen = Counter(version for version, _, _ in answers)
     assert len(seen) >= 4, f"too few versions were served under load: {dict(seen)}"
-    assert sum(seen.values()) >= 50
+    assert len(answers) >= 50
 
 
 @pytest.fixture()
