@@ -201,6 +201,9 @@ def test_crop_pseudo_queries_cut_a_sentence_or_a_word_window_out():
         if doc.title:
             assert passage.startswith(doc.title)  # crop keeps the title: the passage is served as body
     assert by_doc["a"].text in split_sentences(PSEUDO_CORPUS[0].text)
+    # tokenised lower-case text (MEDLINE) ends its sentences with a free-standing " . "
+    assert split_sentences("fetal plasma glucose . correlations were found . the end") == [
+        "fetal plasma glucose .", "correlations were found .", "the end"]
     assert 8 <= len(by_doc["c"].text.split()) <= 16  # no sentence punctuation: a word window
     assert PseudoQueryConfig("crop").passage_view == "body"
     limited = pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, limit=2))

@@ -25,8 +25,9 @@ from ranker.training.examples import PassageView, Positive, TrainingQuery
 PseudoQueryMethod = Literal["title", "crop"]
 METHODS: tuple[str, ...] = ("title", "crop")
 
-# A sentence ends at . ! or ? followed by whitespace and an upper-case letter, digit or quote.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+# A sentence ends at . ! or ? followed by whitespace and an upper-case letter, digit or quote, or
+# at a free-standing " . " (tokenised lower-case text such as MEDLINE's).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=\s[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def _crop_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) ->
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``, split after . ! ? when the next word looks like a sentence start."""
+    """Sentences of ``text``: split after . ! ? when the next word looks like a sentence start, and
+    after a free-standing . ! ? (tokenised text)."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
