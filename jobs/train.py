@@ -147,6 +147,7 @@ def fit(
         raise ValueError("every training group must hold the same number of passages")
     started = time.perf_counter()
     start_ray()
+    check_resources(scaling)
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:
         resources["GPU"] = 1
@@ -196,6 +197,23 @@ def fit(
     }
     publish_model(source, out, meta)
     return TrainOutcome(model_dir=out, best_epoch=best, history=history, seconds=seconds, metadata=meta)
+
+
+def check_resources(scaling: RayScaling) -> None:
+    """Refuse a local run that asks for more CPUs/GPUs than Ray has: it would wait forever."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        return  # a cluster may autoscale to fit
+    have = ray.cluster_resources()
+    needs = {"CPU": scaling.workers * scaling.cpus_per_worker, "GPU": scaling.workers * int(scaling.use_gpu)}
+    for name, need in needs.items():
+        available = have.get(name, 0.0)
+        if need > available + 1e-9:
+            raise ValueError(
+                f"{scaling.workers} workers need {need:g} {name}s but the local Ray has {available:g}; "
+                "lower --workers or --cpus-per-worker (fractions are fine)"
+            )
 
 
 def best_epoch(history: list[dict[str, Any]], key: str | None) -> int:
@@ -501,7 +519,7 @@ def command(args: argparse.Namespace) -> int:
         )
         cpus = args.cpus_per_worker
         if cpus is None:
-            cpus = 1.0 if os.environ.get("RAY_ADDRESS") else max(1.0, (os.cpu_count() or 1) / args.workers)
+            cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
         job = TrainJob(
             dataset=args.dataset,
             index_dir=args.index_dir,

@@ -409,3 +409,12 @@ def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
     ours = CrossEncoder(out, max_length=64, precision="fp32").load().score_pairs(pairs)
     theirs = SentenceTransformersCrossEncoder(str(out), max_length=64).predict(pairs)  # sigmoid of the logit
     np.testing.assert_allclose(theirs, 1 / (1 + np.exp(-ours)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_a_local_run_asking_for_more_cpus_than_ray_has_is_refused_not_left_waiting(local_ray):
+    from jobs.train import RayScaling, check_resources
+
+    check_resources(RayScaling(workers=4, cpus_per_worker=0.5))
+    with pytest.raises(ValueError, match="4 workers need 4 CPUs"):
+        check_resources(RayScaling(workers=4, cpus_per_worker=1))
