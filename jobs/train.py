@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,9 @@ def fit(
     if len({g.size for g in groups}) != 1:
         raise ValueError("every training group must hold the same number of passages")
     started = time.perf_counter()
+    if config.base_model is not None and Path(config.base_model).exists():
+        # Ray workers do not run in this directory: hand them an absolute path, not a "hub id".
+        config = replace(config, base_model=str(Path(config.base_model).resolve()))
     start_ray()
     check_resources(scaling)
     resources = {"CPU": scaling.cpus_per_worker}
