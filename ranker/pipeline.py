@@ -179,13 +179,14 @@ class SearchPipeline:
             candidates = rankings[0]
         notes: list[str] = []
         reranked = False
-        wanted = candidates[: max(top_k, config.rerank_top_n if config.rerank else 0)]
+        will_rerank = config.rerank and self.reranker is not None
+        wanted = candidates[: max(top_k, config.rerank_top_n if will_rerank else 0)]
         start = time.perf_counter()
         documents = self.lexical.get([hit.id for hit in wanted])
         timings["fetch"] = _ms(start)
         if config.rerank and self.reranker is None:
             notes.append(NO_RERANKER_NOTE)
-        elif config.rerank and candidates:
+        elif will_rerank and candidates:
             start = time.perf_counter()
             candidates = self._rerank(query, candidates, config.rerank_top_n, documents)
             timings["rerank"] = _ms(start)
