@@ -22,6 +22,13 @@ class StageSettings(BaseModel):
     dense_k: int | None = Field(None, ge=1, le=1000, description="dense candidates")
     rrf_k: int | None = Field(None, ge=0, le=1000, description="reciprocal rank fusion constant")
     rerank_top_n: int | None = Field(None, ge=1, le=1000, description="fused candidates to rerank")
+    rerank_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="weight of the reranker's score against the fused score (1: reranker alone; "
+        "default: the weight the served model was tuned with)",
+    )
 
 
 class SearchRequest(BaseModel):
@@ -44,7 +51,10 @@ class HitOut(BaseModel):
     title: str
     snippet: str
     score: float = Field(description="final score: the last stage that scored this hit")
-    scores: dict[str, float] = Field(description="score given by each stage (bm25, dense, rrf, rerank)")
+    scores: dict[str, float] = Field(
+        description="score given by each stage (bm25, dense, rrf, rerank, and blend when the rerank "
+        "weight is below 1)"
+    )
 
 
 class SearchResponse(BaseModel):

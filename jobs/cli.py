@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import commands, evaluation, schedule, split, train
+from jobs import commands, evaluation, rerank_weight, schedule, split, train
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_index, _add_search, _add_serve, _add_sample, evaluation.register, split.register, train.register,
-        schedule.register,
+        _add_index, _add_search, _add_serve, _add_sample, evaluation.register, rerank_weight.register,
+        split.register, train.register, schedule.register,
     ):
         add(sub)
     return parser

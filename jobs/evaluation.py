@@ -70,14 +70,16 @@ def parse_configs(text: str) -> tuple[str, ...]:
     return names
 
 
-def pipeline_config(name: str, depth: int, rerank_top_n: int | None = None) -> PipelineConfig:
+def pipeline_config(
+    name: str, depth: int, rerank_top_n: int | None = None, rerank_weight: float | None = None
+) -> PipelineConfig:
     """The PipelineConfig a configuration name stands for, retrieving ``depth`` candidates a retriever."""
     if name not in CONFIGS:
         raise ValueError(f"unknown configuration {name!r}; known configurations: {known_configs()}")
     stages = CONFIGS[name]
     config = PipelineConfig(**stages, lexical_k=depth, dense_k=depth)
-    if stages["rerank"] and rerank_top_n is not None:
-        config = config.with_overrides(rerank_top_n=rerank_top_n)
+    if stages["rerank"]:
+        config = config.with_overrides(rerank_top_n=rerank_top_n, rerank_weight=rerank_weight)
     return config
 
 
@@ -88,7 +90,9 @@ class EvalConfig:
     The first configuration is the baseline every other one is compared with. ``depth``
     candidates come from each retriever and ``depth`` hits are scored per query (Recall@100
     needs a depth of at least 100). ``+rerank`` configurations need ``reranker``, a trained
-    cross-encoder folder. ``precision`` is the encoder's (an index built here uses it too).
+    cross-encoder folder; ``rerank_weight`` overrides the weight its metadata gives its score
+    against the retrieval score (None: the model's own). ``precision`` is the encoder's (an
+    index built here uses it too).
     ``model``: the encoder to build a missing index with (None: the packaged MiniLM); when given,
     only an index embedded with these weights is reused.
     """
@@ -101,6 +105,7 @@ class EvalConfig:
     reranker: Path | None = None
     depth: int = 100
     rerank_top_n: int | None = None
+    rerank_weight: float | None = None
     stat_test: str = "student"
     max_p: float = 0.05
     precision: Precision = "auto"
@@ -147,7 +152,10 @@ class EvalConfig:
             raise ValueError(f"top_queries must be non-negative, got {self.top_queries}")
 
     def pipeline_configs(self) -> dict[str, PipelineConfig]:
-        return {name: pipeline_config(name, self.depth, self.rerank_top_n) for name in self.configs}
+        return {
+            name: pipeline_config(name, self.depth, self.rerank_top_n, self.rerank_weight)
+            for name in self.configs
+        }
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -155,7 +163,11 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ConfigRun:
-    """What one configuration returned: ranked (doc id, score) lists by query, and stage timings."""
+    """What one configuration returned: ranked (doc id, score) lists by query, and stage timings.
+
+    ``stage_scores`` holds, by query, each ranked hit's score from every stage (``Hit.scores``),
+    parallel to ``rankings``: what re-weighting the reranker offline needs.
+    """
 
     name: str
     pipeline: PipelineConfig
@@ -163,6 +175,7 @@ class ConfigRun:
     timings_ms: list[dict[str, float]]
     wall_seconds: float
     notes: tuple[str, ...] = ()
+    stage_scores: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -222,6 +235,8 @@ class EvaluationResult:
     comparisons: list[Comparison]
     slices: list[Slice]
     queries: dict[str, str] = field(default_factory=dict)
+    # The runs themselves, for callers that re-score them (not part of the report).
+    runs: list[ConfigRun] = field(default_factory=list, repr=False)
 
     @property
     def baseline(self) -> str:
@@ -234,7 +249,9 @@ class EvaluationResult:
         raise KeyError(f"no configuration {name!r} in this result; have {[c.name for c in self.configs]}")
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        report = asdict(replace(self, runs=[]))
+        del report["runs"]
+        return _jsonable(report)
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -282,7 +299,7 @@ def run_evaluation(
     result = score(judged, runs, config)
     identity = describe(config, dataset, judged, snapshot, built, pipeline, command)
     identity["evaluation_seconds"] = round(time.perf_counter() - started, 3)
-    result = replace(result, identity=identity)
+    result = replace(result, identity=identity, runs=runs)
     write_report(result, config.out)
     return result
 
@@ -369,6 +386,7 @@ def retrieve(
     """Run every judged query through ``pipeline`` with ``config``, ``batch`` queries a call."""
     ids = list(judged.queries)
     rankings: dict[str, list[tuple[str, float]]] = {}
+    stage_scores: dict[str, list[dict[str, float]]] = {}
     timings: list[dict[str, float]] = []
     notes: dict[str, None] = {}
     # One untimed call first, so one-off costs (thread pools, first kernels) don't land on one config.
@@ -382,6 +400,7 @@ def retrieve(
             )
             for query_id, result in zip(chunk, results, strict=True):
                 rankings[query_id] = [(hit.id, hit.score) for hit in result.hits]
+                stage_scores[query_id] = [dict(hit.scores) for hit in result.hits]
                 timings.append(dict(result.timings_ms))
                 notes.update(dict.fromkeys(result.notes))
             bar.update(len(chunk))
@@ -392,6 +411,7 @@ def retrieve(
         timings_ms=timings,
         wall_seconds=round(time.perf_counter() - started, 3),
         notes=tuple(notes),
+        stage_scores=stage_scores,
     )
 
 
@@ -609,7 +629,12 @@ def describe(
     reranker = None
     if pipeline.reranker is not None:
         path = resolve_model(config.reranker)
-        reranker = {"path": str(Path(path).resolve()), "fingerprint": weights_fingerprint(path)}
+        reranker = {
+            "path": str(Path(path).resolve()),
+            "fingerprint": weights_fingerprint(path),
+            "max_length": pipeline.reranker.max_length,
+            "model_rerank_weight": pipeline.reranker.rerank_weight,
+        }
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -735,6 +760,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"candidates the cross-encoder re-scores (default {PipelineConfig().rerank_top_n})",
     )
     p.add_argument(
+        "--rerank-weight",
+        type=float,
+        default=None,
+        help="weight of the reranker's score against the retrieval score, 0-1 (default: the one "
+        "in the model's metadata.json, tuned on its dev split; 1 without one)",
+    )
+    p.add_argument(
         "--stat-test",
         choices=STAT_TESTS,
         default="student",
@@ -770,6 +802,7 @@ def command(args: argparse.Namespace) -> int:
             reranker=args.reranker,
             depth=args.depth,
             rerank_top_n=args.rerank_top_n,
+            rerank_weight=args.rerank_weight,
             stat_test=args.stat_test,
             max_p=args.max_p,
             precision=args.precision,

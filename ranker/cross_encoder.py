@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from indexer.batching import length_sorted_batches
 from indexer.models import Precision, autocast, check_batching, resolve_device, resolve_model, use_bf16
 
 RERANK_STAGE = "rerank"
+# Written by `bertsearch train` next to the weights; serving settings are read back from it.
+METADATA_FILE = "metadata.json"
+DEFAULT_MAX_LENGTH = 256
 
 
 class UntrainedRerankerError(ValueError):
@@ -24,21 +29,30 @@ class CrossEncoder:
     ``load()`` refuses a checkpoint without a trained one-logit head (a plain BERT or a bi-encoder
     such as MiniLM) unless ``allow_untrained_head=True``, which only training uses.
     Scores are raw logits: higher is more relevant; compare them within one query.
+
+    A model folder written by ``bertsearch train`` carries ``metadata.json``; from it come the
+    ``max_length`` it was trained with (unless one is given here) and ``rerank_weight``, the
+    weight of its score against the retrieval score that was tuned on a dev split (1.0 when the
+    file does not say: the reranker alone decides).
     """
 
     def __init__(
         self,
         model: str | Path | None,
         *,
-        max_length: int = 256,
+        max_length: int | None = None,
         batch_size: int = 32,
         device: str | None = None,
         precision: Precision = "auto",
         allow_untrained_head: bool = False,
     ) -> None:
-        check_batching(max_length, batch_size)
         self.model_path = resolve_model(model)
+        self.metadata = read_metadata(self.model_path)
+        if max_length is None:
+            max_length = int(self.metadata.get("max_length", DEFAULT_MAX_LENGTH))
+        check_batching(max_length, batch_size)
         self.max_length = max_length
+        self.rerank_weight = float(self.metadata.get("rerank_weight", 1.0))
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
@@ -96,3 +110,17 @@ class CrossEncoder:
             return_tensors="pt",
         ).to(self.device)
         return self.model(**encoded).logits[:, 0]
+
+
+def read_metadata(model_path: str | Path) -> dict[str, Any]:
+    """The model folder's ``metadata.json``, or {} for a folder without one or a hub id."""
+    path = Path(model_path) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not readable JSON ({error}); fix or remove it") from error
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} must hold a JSON object, not {type(metadata).__name__}")
+    return metadata

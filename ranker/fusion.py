@@ -36,3 +36,29 @@ class ReciprocalRankFusion:
             Hit(id=doc_id, score=fused[doc_id], scores={**stage_scores[doc_id], FUSION_STAGE: fused[doc_id]})
             for doc_id in order
         ]
+
+
+def interpolate(rerank: Sequence[float], retrieval: Sequence[float], weight: float) -> list[float]:
+    """``weight``·minmax(rerank) + (1 − ``weight``)·minmax(retrieval), over one query's candidates.
+
+    Cross-encoder logits and fused retrieval scores live on unrelated scales, so each is
+    min-max normalised within the query first. A list whose values are all equal contributes 0.
+    A reranker trained on little data is often wrong where retrieval is sure, and right where it
+    is not; blending keeps both signals (``weight`` 1 is the reranker alone, 0 retrieval alone).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the rerank weight must be between 0 and 1, got {weight}")
+    if len(rerank) != len(retrieval):
+        raise ValueError(f"{len(rerank)} rerank scores for {len(retrieval)} retrieval scores")
+    return [
+        weight * r + (1.0 - weight) * f
+        for r, f in zip(_min_max(rerank), _min_max(retrieval), strict=True)
+    ]
+
+
+def _min_max(values: Sequence[float]) -> list[float]:
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    span = high - low
+    return [(v - low) / span if span > 0 else 0.0 for v in values]

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from indexer.dense import DenseIndex
+from indexer.dense import DENSE_STAGE, DenseIndex
 from indexer.documents import Document, Hit
 from indexer.embedder import Embedder
-from indexer.lexical import LexicalIndex
+from indexer.lexical import LEXICAL_STAGE, LexicalIndex
 from ranker.cross_encoder import RERANK_STAGE, CrossEncoder
-from ranker.fusion import ReciprocalRankFusion
+from ranker.fusion import FUSION_STAGE, ReciprocalRankFusion, interpolate
+
+BLEND_STAGE = "blend"
 
 NO_RERANKER_NOTE = (
     "rerank skipped: no trained reranker is configured (start the service with --reranker MODEL_DIR)"
@@ -30,7 +32,9 @@ class PipelineConfig:
 
     ``lexical_k``/``dense_k``: candidates each retriever returns; ``rrf_k``: the fusion constant;
     ``rerank_top_n``: how many fused candidates the cross-encoder re-scores (the rest keep their
-    fused order below them).
+    fused order below them); ``rerank_weight``: how much the reranker's score counts against the
+    retrieval score in the final order of those candidates (1: the reranker alone; None: the
+    weight the reranker was tuned with, see ``CrossEncoder.rerank_weight``).
     """
 
     lexical: bool = True
@@ -40,6 +44,7 @@ class PipelineConfig:
     dense_k: int = 100
     rrf_k: int = 60
     rerank_top_n: int = 50
+    rerank_weight: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense):
@@ -50,6 +55,8 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be between 1 and 1000, got {value}")
         if self.rrf_k < 0:
             raise ValueError(f"rrf_k must be non-negative, got {self.rrf_k}")
+        if self.rerank_weight is not None and not 0.0 <= self.rerank_weight <= 1.0:
+            raise ValueError(f"rerank_weight must be between 0 and 1, got {self.rerank_weight}")
 
     def with_overrides(self, **changes: Any) -> PipelineConfig:
         """A copy with the given settings changed; ``None`` values leave a setting as it is."""
@@ -188,7 +195,8 @@ class SearchPipeline:
             notes.append(NO_RERANKER_NOTE)
         elif will_rerank and candidates:
             start = time.perf_counter()
-            candidates = self._rerank(query, candidates, config.rerank_top_n, documents)
+            weight = config.rerank_weight if config.rerank_weight is not None else self.reranker.rerank_weight
+            candidates = self._rerank(query, candidates, config.rerank_top_n, documents, weight)
             timings["rerank"] = _ms(start)
             reranked = True
         hits = candidates[:top_k]
@@ -202,17 +210,41 @@ class SearchPipeline:
         )
 
     def _rerank(
-        self, query: str, candidates: list[Hit], top_n: int, documents: dict[str, Document]
+        self, query: str, candidates: list[Hit], top_n: int, documents: dict[str, Document], weight: float
     ) -> list[Hit]:
         head = [hit for hit in candidates[:top_n] if hit.id in documents]
         scores = self.reranker.score(query, [documents[hit.id].body for hit in head])
-        rescored = [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(head, scores, strict=True)]
-        rescored.sort(key=lambda hit: (-hit.score, hit.id))
+        rescored = order_reranked(
+            [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(head, scores, strict=True)], weight
+        )
         scored_ids = {hit.id for hit in head}
         return rescored + [hit for hit in candidates if hit.id not in scored_ids]
 
     def close(self) -> None:
         self._dense_pool.shutdown(wait=False)
+
+
+def order_reranked(head: Sequence[Hit], weight: float) -> list[Hit]:
+    """Hits carrying a ``rerank`` score, in their final order for a rerank weight.
+
+    Weight 1 orders by the reranker's score alone (it stays the final score); below 1 the final
+    score is ``interpolate`` of the rerank and retrieval scores, kept as the ``blend`` stage.
+    Offline tuning re-orders the hits of one reranked run with this for every candidate weight.
+    """
+    if weight < 1.0:
+        blended = interpolate(
+            [hit.scores[RERANK_STAGE] for hit in head], [retrieval_score(hit) for hit in head], weight
+        )
+        head = [hit.with_stage(BLEND_STAGE, score) for hit, score in zip(head, blended, strict=True)]
+    return sorted(head, key=lambda hit: (-hit.score, hit.id))
+
+
+def retrieval_score(hit: Hit) -> float:
+    """The score a hit had before reranking: fused when both retrievers ran, else its retriever's."""
+    for stage in (FUSION_STAGE, LEXICAL_STAGE, DENSE_STAGE):
+        if stage in hit.scores:
+            return hit.scores[stage]
+    raise ValueError(f"hit {hit.id!r} carries no retrieval score (stages: {sorted(hit.scores)})")
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -60,6 +60,7 @@ def test_per_request_stage_settings_apply(tiny_client):
         ({"query": "tea", "colour": "red"}, "colour"),
         ({"query": "tea", "stages": {"lexical_k": 0}}, "lexical_k"),
         ({"query": "tea", "stages": {"bm25": True}}, "bm25"),
+        ({"query": "tea", "stages": {"rerank_weight": 1.5}}, "rerank_weight"),
         ({}, "query"),
     ],
 )

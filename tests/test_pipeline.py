@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import write_jsonl
@@ -11,6 +13,7 @@ from indexer.embedder import Embedder
 from indexer.snapshot import ModelMismatchError
 from ranker.cross_encoder import CrossEncoder, UntrainedRerankerError
 from ranker.factory import open_pipeline
+from ranker.fusion import interpolate
 from ranker.pipeline import NO_RERANKER_NOTE, PipelineConfig
 
 pytestmark = pytest.mark.unit
@@ -117,3 +120,52 @@ def test_unknown_overrides_name_the_known_settings():
         PipelineConfig().with_overrides(depth=3)
     assert PipelineConfig().with_overrides(dense=False, lexical_k=None).dense is False
     assert PipelineConfig().with_overrides(dense=False).name == "bm25+rerank"
+
+
+def test_interpolate_min_max_normalises_each_score_list():
+    assert interpolate([2.0, 0.0, 1.0], [0.5, 0.3, 0.1], 0.25) == pytest.approx(
+        [0.25 * 1.0 + 0.75 * 1.0, 0.25 * 0.0 + 0.75 * 0.5, 0.25 * 0.5 + 0.75 * 0.0]
+    )
+    assert interpolate([3.0, 3.0], [1.0, 0.0], 0.5) == pytest.approx([0.5, 0.0])  # a flat list adds nothing
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        interpolate([1.0], [1.0], 1.5)
+    with pytest.raises(ValueError, match="rerank_weight must be between 0 and 1"):
+        PipelineConfig(rerank_weight=-0.1)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.4])
+def test_a_rerank_weight_below_one_blends_rerank_and_fused_scores(index_dir, tiny_cross_encoder_dir, weight):
+    query = "brewed drinks with caffeine"
+    pipe = open_pipeline(index_dir, reranker=tiny_cross_encoder_dir, config=PipelineConfig(rerank_top_n=6))
+    try:
+        blended = pipe.search(query, top_k=6, config=pipe.config.with_overrides(rerank_weight=weight)).hits
+        fused = pipe.search(query, top_k=6, config=pipe.config.with_overrides(rerank=False)).hits
+    finally:
+        pipe.close()
+    rerank = {h.id: h.scores["rerank"] for h in blended}
+    rrf = {h.id: h.scores["rrf"] for h in blended}
+    ids = list(rerank)
+    lo_r, hi_r, lo_f, hi_f = min(rerank.values()), max(rerank.values()), min(rrf.values()), max(rrf.values())
+    expected = {
+        i: weight * (rerank[i] - lo_r) / (hi_r - lo_r) + (1 - weight) * (rrf[i] - lo_f) / (hi_f - lo_f)
+        for i in ids
+    }
+    assert [h.score for h in blended] == pytest.approx([expected[h.id] for h in blended])
+    assert [h.id for h in blended] == sorted(ids, key=lambda i: (-expected[i], i))
+    assert all(h.scores["blend"] == h.score for h in blended)
+    if weight == 0.0:  # retrieval alone decides: the fused order comes back
+        assert [h.id for h in blended] == [h.id for h in fused]
+
+
+def test_a_trained_model_brings_its_max_length_and_rerank_weight(tmp_path, tiny_cross_encoder_dir):
+    import shutil
+
+    model = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "model")
+    assert (CrossEncoder(model).max_length, CrossEncoder(model).rerank_weight) == (256, 1.0)  # no metadata
+    (model / "metadata.json").write_text(json.dumps({"max_length": 96, "rerank_weight": 0.3}))
+    served = CrossEncoder(model)
+    assert (served.max_length, served.rerank_weight) == (96, 0.3)
+    assert CrossEncoder(model, max_length=48).max_length == 48  # an explicit length wins
+    (model / "metadata.json").write_text("{not json")
+    with pytest.raises(ValueError, match="metadata.json is not readable JSON"):
+        CrossEncoder(model)

@@ -394,8 +394,15 @@ def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
     meta = json.loads((out / "metadata.json").read_text())
     assert [e["epoch"] for e in meta["epochs"]] == [1, 2]
     assert all(0.0 <= e["dev_ndcg@10"] <= 1.0 and "dev_hybrid_ndcg@10" in e for e in meta["epochs"])
-    best = max(meta["epochs"], key=lambda e: (e["dev_ndcg@10"], -e["epoch"]))
-    assert meta["best_epoch"] == best["epoch"] and meta["selected_by"] == "dev_ndcg@10"
+    # every epoch's rerank weight is chosen on dev; the best epoch is picked at its chosen weight
+    for epoch in meta["epochs"]:
+        assert epoch["dev_rerank_weight"] in [w / 10 for w in range(11)]
+        assert epoch["dev_tuned_ndcg@10"] >= epoch["dev_ndcg@10"] - 1e-9  # weight 1.0 is one of the choices
+    best = max(meta["epochs"], key=lambda e: (e["dev_tuned_ndcg@10"], -e["epoch"]))
+    assert meta["best_epoch"] == best["epoch"] and meta["selected_by"] == "dev_tuned_ndcg@10"
+    assert meta["rerank_weight"] == best["dev_rerank_weight"] and meta["max_length"] == 64
+    served = CrossEncoder(out)
+    assert (served.max_length, served.rerank_weight) == (64, best["dev_rerank_weight"])
     assert meta["data"]["source"]["mode"] == "judgments" and meta["data"]["dev_split"] == "dev"
     assert (out.with_name("model.work") / "dev" / "epoch-002" / "report.md").is_file()
     groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]

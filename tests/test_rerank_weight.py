@@ -1,0 +1,104 @@
+"""Choosing the reranker's weight against retrieval: by hand, against serving, and end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+
+import pytest
+from test_evaluation import write_dataset
+
+from jobs.beir import JudgedQueries
+from jobs.cli import main
+from jobs.evaluation import ConfigRun, EvalConfig, run_evaluation
+from jobs.rerank_weight import WEIGHTS, choose_rerank_weight, reweighted, tuning_eval_config
+from ranker.pipeline import PipelineConfig
+
+pytestmark = pytest.mark.unit
+
+
+def reranked_run(rankings, stage_scores, weight=1.0) -> ConfigRun:
+    return ConfigRun(
+        name="hybrid+rerank",
+        pipeline=PipelineConfig(rerank_weight=weight),
+        rankings=rankings,
+        timings_ms=[],
+        wall_seconds=0.0,
+        stage_scores=stage_scores,
+    )
+
+
+def test_the_weight_that_ranks_judged_documents_best_is_chosen():
+    # The reranker puts the relevant d2 last; retrieval puts it first. Blended, d2 leads while
+    # 1 - w > w, i.e. for w < 0.5 (at 0.5 the tie goes to the smaller id, d1).
+    run = reranked_run(
+        {"q": [("d1", 1.0), ("d2", 0.0), ("d3", 0.001)]},
+        {"q": [{"rrf": 0.0, "rerank": 1.0}, {"rrf": 1.0, "rerank": 0.0}, {"rrf": 0.001}]},
+    )
+    judged = JudgedQueries(split="dev", queries={"q": "a query"}, qrels={"q": {"d2": 1}})
+    choice = choose_rerank_weight(run, judged)
+    second = 1 / math.log2(3)
+    assert choice.by_weight == pytest.approx({w: 1.0 if w < 0.5 else second for w in WEIGHTS})
+    assert (choice.weight, choice.value) == (0.4, pytest.approx(1.0))  # ties go to the larger weight
+    # hits the reranker never saw keep their place below the reranked head
+    assert [d for d, _ in reweighted(run, 0.0).rankings["q"]] == ["d2", "d1", "d3"]
+
+
+def test_only_a_run_ranked_by_the_reranker_alone_can_be_reweighted():
+    judged = JudgedQueries(split="dev", queries={"q": "x"}, qrels={"q": {"d": 1}})
+    with pytest.raises(ValueError, match="rerank_weight 1.0"):
+        choose_rerank_weight(reranked_run({"q": []}, {"q": []}, weight=0.5), judged)
+
+
+@pytest.fixture(scope="module")
+def tiny_tuning(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records):
+    root = tmp_path_factory.mktemp("tune")
+    reranker = shutil.copytree(tiny_cross_encoder_dir, root / "reranker")
+    config = EvalConfig(
+        dataset=write_dataset(root / "ds", corpus_records, splits=("dev", "test")),
+        index_dir=root / "index",
+        out=root / "weight-1",
+        split="dev",
+        reranker=reranker,
+        depth=8,
+        rerank_top_n=5,
+        model=tiny_bert_dir,
+        precision="fp32",
+    )
+    return run_evaluation(tuning_eval_config(config), progress=False), config
+
+
+def test_offline_reweighting_matches_what_serving_returns(tiny_tuning):
+    alone, config = tiny_tuning
+    run = next(r for r in alone.runs if r.name == "hybrid+rerank")
+    blended = replace(config, configs=("hybrid+rerank",), rerank_weight=0.3, out=config.out.with_name("w3"))
+    served = run_evaluation(blended, progress=False).runs[0]
+    offline = reweighted(run, 0.3)
+    assert {q: [d for d, _ in hits] for q, hits in offline.rankings.items()} == {
+        q: [d for d, _ in hits] for q, hits in served.rankings.items()
+    }
+    for query, hits in served.rankings.items():
+        assert [s for _, s in offline.rankings[query]] == pytest.approx([s for _, s in hits], abs=1e-6)
+
+
+def test_tune_command_writes_the_weight_that_serving_and_eval_then_use(tiny_tuning, capsys):
+    _, config = tiny_tuning
+    reranker = config.reranker
+    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "epochs": []}))
+    code = main(["tune-rerank-weight", str(config.dataset), "--split", "dev", "--reranker", str(reranker),
+                 "--index-dir", str(config.index_dir), "--depth", "8", "--rerank-top-n", "5",
+                 "--no-progress"])
+    assert code == 0
+    meta = json.loads((reranker / "metadata.json").read_text())
+    tuning = meta["rerank_weight_tuning"]
+    assert meta["max_length"] == 64 and meta["epochs"] == []  # what was there stays
+    assert meta["rerank_weight"] in WEIGHTS and tuning["split"] == "dev"
+    assert tuning["value"] == max(tuning["by_weight"].values())
+    assert f"rerank weight {meta['rerank_weight']:.1f}" in capsys.readouterr().out
+    # an evaluation without --rerank-weight serves the model's own weight, at its own length
+    on_test = replace(config, split="test", configs=("hybrid+rerank",), out=config.out.with_name("test"))
+    result = run_evaluation(on_test, progress=False)
+    assert result.identity["reranker"]["model_rerank_weight"] == meta["rerank_weight"]
+    assert result.identity["reranker"]["max_length"] == 64
