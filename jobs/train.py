@@ -280,7 +280,9 @@ class TrainJob:
     set) makes queries from the corpus and reads no judgments for training. ``dev_split``
     (judged, disjoint from the training queries) is evaluated after every epoch with the
     ``bertsearch eval`` code, ``hybrid`` against ``hybrid+rerank`` over ``dev_depth`` candidates
-    with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept.
+    with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept, with the
+    rerank weight chosen on the dev split. Without a dev split, ``rerank_weight`` (if given) is
+    the weight written for serving, e.g. one tuned for a label-free model of another corpus.
     """
 
     dataset: Path
@@ -296,6 +298,7 @@ class TrainJob:
     dev_metric: str = "ndcg@10"
     dev_depth: int = 100
     dev_rerank_top_n: int = 50
+    rerank_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.pseudo is not None and self.mining.passage != self.pseudo.passage_view:
@@ -305,6 +308,11 @@ class TrainJob:
             )
         if self.dev_split is not None and self.pseudo is None and self.dev_split == self.split:
             raise ValueError(f"the dev split must differ from the training split ({self.split!r})")
+        if self.rerank_weight is not None:
+            if self.dev_split is not None:
+                raise ValueError("--rerank-weight is for runs without a dev split; a dev split chooses it")
+            if not 0.0 <= self.rerank_weight <= 1.0:
+                raise ValueError(f"--rerank-weight must be between 0 and 1, got {self.rerank_weight}")
         if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
             raise ValueError(f"dev_rerank_top_n must be between 1 and dev_depth ({self.dev_depth})")
         if self.dev_metric not in ("ndcg@10", "mrr@10", "recall@100", "map@100"):
@@ -465,6 +473,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
             "data": {**data_info, "dev_split": job.dev_split, "groups_file": str(work_dir / GROUPS_FILE)},
             "mining_seconds": round(mining_seconds, 1),
             "preparation_seconds": round(time.perf_counter() - started, 1),  # index check + mining
+            **({"rerank_weight": job.rerank_weight} if job.rerank_weight is not None else {}),
         },
     )
     return outcome
@@ -523,6 +532,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dev-metric", default="ndcg@10")
     g.add_argument("--dev-depth", type=int, default=100)
     g.add_argument("--dev-rerank-top-n", type=int, default=50)
+    g.add_argument("--rerank-weight", type=float, default=None,
+                   help="without --dev-split: the weight of the reranker's score against the fused score "
+                   "that serving uses (0-1; default 1, the reranker alone). With one, dev chooses it")
     p.set_defaults(run=command)
 
 
@@ -574,6 +586,7 @@ def command(args: argparse.Namespace) -> int:
             dev_metric=args.dev_metric,
             dev_depth=args.dev_depth,
             dev_rerank_top_n=args.dev_rerank_top_n,
+            rerank_weight=args.rerank_weight,
         )
         outcome = run(job)
     except USER_ERRORS as err:

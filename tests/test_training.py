@@ -146,6 +146,10 @@ def test_train_job_refuses_title_queries_with_titled_negatives(tmp_path):
         TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", pseudo=PseudoQueryConfig("title"))
     with pytest.raises(ValueError, match="dev split must differ"):
         TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", dev_split="train")
+    with pytest.raises(ValueError, match="a dev split chooses it"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", dev_split="dev", rerank_weight=0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", rerank_weight=2.0)
     title = PseudoQueryConfig("title")
     job = TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", pseudo=title,
                    mining=MiningConfig(passage="text"))
