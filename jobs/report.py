@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobs.evaluation import RUNS_DIR, EvaluationResult
+from jobs.eval_results import EvaluationResult
+from jobs.evaluation import RUNS_DIR
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"

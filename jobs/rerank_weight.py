@@ -25,7 +25,9 @@ import numpy as np
 
 from indexer.documents import Hit
 from jobs.beir import BeirDataset, JudgedQueries
-from jobs.evaluation import ConfigRun, EvalConfig, EvaluationResult, per_query_scores, ranx_run
+from jobs.eval_results import ConfigRun, EvaluationResult
+from jobs.evaluation import EvalConfig
+from jobs.scoring import per_query_scores, ranx_run
 from ranker.cross_encoder import METADATA_FILE, RERANK_STAGE, read_metadata
 from ranker.pipeline import order_reranked
 

@@ -14,19 +14,9 @@ from indexer.build import build_index
 from indexer.embedder import Embedder
 from jobs.beir import BeirDataset, DatasetError
 from jobs.cli import main
-from jobs.evaluation import (
-    CONFIGS,
-    ConfigRun,
-    EvalConfig,
-    bootstrap_ci,
-    length_buckets,
-    paired_p_value,
-    per_query_scores,
-    pipeline_config,
-    ranx_run,
-    run_evaluation,
-    score,
-)
+from jobs.eval_results import ConfigRun
+from jobs.evaluation import CONFIGS, EvalConfig, pipeline_config, run_evaluation
+from jobs.scoring import bootstrap_ci, length_buckets, paired_p_value, per_query_scores, ranx_run, score
 from ranker.pipeline import PipelineConfig
 
 pytestmark = pytest.mark.unit

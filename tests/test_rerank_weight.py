@@ -12,7 +12,8 @@ from test_evaluation import write_dataset
 
 from jobs.beir import JudgedQueries
 from jobs.cli import main
-from jobs.evaluation import ConfigRun, EvalConfig, run_evaluation
+from jobs.eval_results import ConfigRun
+from jobs.evaluation import EvalConfig, run_evaluation
 from jobs.rerank_weight import WEIGHTS, choose_rerank_weight, reweighted, tuning_eval_config
 from ranker.pipeline import PipelineConfig
 
