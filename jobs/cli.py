@@ -105,7 +105,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample-corpus", help="write the sample corpus (Python standard library docs)")
-    p.add_argument("out", type=Path, help="JSONL file to write")
+    p.add_argument(
+        "out",
+        type=Path,
+        help="JSONL file to write; queries.jsonl and qrels/test.tsv (hand-judged queries) go beside it",
+    )
     p.set_defaults(run=commands.sample_corpus)
 
 

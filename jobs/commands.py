@@ -96,8 +96,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def sample_corpus(args: argparse.Namespace) -> int:
-    from jobs.sample_corpus import write_sample_corpus
+    from jobs.sample_corpus import write_sample_corpus, write_sample_queries
 
     count = write_sample_corpus(args.out)
     print(f"wrote {count} documents to {args.out}")
+    judged = write_sample_queries(args.out)
+    print(f"wrote {judged} judged queries beside it (queries.jsonl, qrels/test.tsv) for `bertsearch eval`")
     return 0

@@ -13,6 +13,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from jobs.sample_queries import SAMPLE_QUERIES
+
 MODULES = tuple(
     """
     abc argparse array ast base64 bisect calendar collections colorsys concurrent.futures
@@ -90,3 +92,26 @@ def write_sample_corpus(path: str | Path) -> int:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
     return count
+
+
+def write_sample_queries(corpus_path: str | Path) -> int:
+    """Write the judged sample queries beside the corpus at ``corpus_path`` (a BEIR folder then).
+
+    ``queries.jsonl`` and ``qrels/test.tsv``, holding only the queries whose answer is in that
+    corpus. Returns how many were written.
+    """
+    corpus_path = Path(corpus_path)
+    with open(corpus_path, encoding="utf-8") as corpus:
+        ids = {json.loads(line)["_id"] for line in corpus}
+    judged = [
+        (f"s{n:02d}", doc_id, text) for n, (doc_id, text) in enumerate(SAMPLE_QUERIES, 1) if doc_id in ids
+    ]
+    folder = corpus_path.parent
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as out:
+        for query_id, _, text in judged:
+            out.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    (folder / "qrels").mkdir(exist_ok=True)
+    rows = [f"{query_id}\t{doc_id}\t1" for query_id, doc_id, _ in judged]
+    header = "query-id\tcorpus-id\tscore\n"
+    (folder / "qrels" / "test.tsv").write_text(header + "".join(row + "\n" for row in rows), encoding="utf-8")
+    return len(judged)
