@@ -149,6 +149,10 @@ def _add_routes(app: FastAPI) -> None:
             "encoder": manifest.embedding.get("model"),
             "reranker": state.settings.reranker,
         }
+        reranker = state.pipeline.reranker
+        if reranker is not None:  # what the model's metadata.json set: how it reads and how much it counts
+            body["reranker_max_length"] = reranker.max_length
+            body["rerank_weight"] = reranker.rerank_weight
         watcher = getattr(request.app.state, "watcher", None)
         if watcher is not None and watcher.last_error:
             body["version_error"] = watcher.last_error  # still ready: the previous version serves

@@ -203,3 +203,26 @@ def test_cli_search_json_is_the_http_answer(live_server, tmp_path_factory):
     assert [h["scores"]["bm25"] for h in from_cli["hits"] if "bm25" in h["scores"]] == pytest.approx(
         [h["scores"]["bm25"] for h in from_http["hits"] if "bm25" in h["scores"]]
     )
+
+
+@pytest.mark.unit
+def test_a_tuned_reranker_blends_by_its_own_weight_unless_the_request_sets_one(
+    tmp_path, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records
+):
+    import shutil
+
+    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
+    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 0.3}))
+    source = write_jsonl(tmp_path / "corpus.jsonl", corpus_records)
+    build_index(source, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    settings = ServiceSettings(index_dir=tmp_path / "index", reranker=str(reranker))
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz").json()
+        assert (ready["reranker_max_length"], ready["rerank_weight"]) == (64, 0.3)
+        query = {"query": "brewed caffeine drink", "top_k": 5}
+        blended = client.post("/search", json=query).json()
+        alone = client.post("/search", json={**query, "stages": {"rerank_weight": 1.0}}).json()
+    assert blended["reranked"] and alone["reranked"]
+    assert all(hit["score"] == hit["scores"]["blend"] for hit in blended["hits"])
+    for hit in alone["hits"]:
+        assert "blend" not in hit["scores"] and hit["score"] == hit["scores"]["rerank"]

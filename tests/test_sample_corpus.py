@@ -28,7 +28,8 @@ def test_the_sample_folder_is_a_judged_dataset(tmp_path):
 
 def test_a_query_whose_answer_this_python_lacks_is_left_out(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(json.dumps({"_id": "json.dumps", "title": "json.dumps", "text": "Serialize obj"}) + "\n")
+    record = {"_id": "json.dumps", "title": "json.dumps", "text": "Serialize obj"}
+    corpus.write_text(json.dumps(record) + "\n")
     assert write_sample_queries(corpus) == 1
     judged = BeirDataset(tmp_path).load("test")
     assert list(judged.qrels.values()) == [{"json.dumps": 1}]
