@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from indexer.corpus import CorpusError, CorpusReader, Reject
+from indexer.corpus import CorpusError, CorpusReader, Reject, files_digest
 from indexer.dense import DenseConfig, DenseIndex
 from indexer.doc_embedding import (
     DocumentEmbedder,
@@ -111,6 +111,7 @@ def _build_locked(
 ) -> BuildReport:
     started = time.perf_counter()
     reader = CorpusReader(source)
+    digest = files_digest(reader.files)  # before reading, so an edit made during the build counts
     name, staging = directory.start_build()
 
     lexical, lexical_entry = config.lexical.create(staging, name)
@@ -155,6 +156,7 @@ def _build_locked(
         tool_version=tool_version(),
         source=str(Path(source).resolve()),
         source_watermark=max(f.stat().st_mtime for f in reader.files),
+        source_digest=digest,
         documents=len(ids),
         rejects=len(reader.rejects),
         build_seconds=round(time.perf_counter() - started, 3),

@@ -7,6 +7,7 @@ becomes a :class:`Reject` carrying the file, the line number and the reason, and
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -67,6 +68,20 @@ def corpus_files(source: str | Path) -> list[Path]:
     if not files:
         raise CorpusError(f"{str(path)!r} holds no corpus.jsonl(.gz) and no *.jsonl / *.jsonl.gz files")
     return files
+
+
+def files_digest(files: list[Path]) -> str:
+    """sha256 over the bytes of ``files`` in order: what a corpus holds, whatever its mtime says.
+
+    A copy, a restore from backup or a fresh checkout gives a file a new mtime but the same
+    bytes; an index of it is still current.
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def open_text(path: Path) -> IO[str]:

@@ -61,6 +61,9 @@ class Manifest:
     lexical: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None  # the version an incremental update started from; None for a full build
     updates: dict[str, Any] = field(default_factory=dict)  # what an incremental update changed
+    # sha256 of the source files when the build read them (indexer.corpus.files_digest); None in
+    # versions written before it was recorded, and after an incremental update changed the content.
+    source_digest: str | None = None
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from indexer.build import build_index
-from indexer.corpus import CorpusError, corpus_files
+from indexer.corpus import CorpusError, corpus_files, files_digest
 from indexer.embedder import Embedder
 from indexer.models import Precision, resolve_model, weights_fingerprint
 from indexer.snapshot import IndexSnapshot
@@ -224,11 +224,12 @@ def ensure_index(
     previous = directory.current_name()
     if previous is not None:
         log.warning(
-            "%s holds no index of %s (current version %s indexes another source); building one, "
+            "%s holds no current index of %s (current version %s %s); building one, "
             "which becomes the current version",
             index_dir,
             corpus,
             previous,
+            _why_not(directory, previous, corpus),
         )
     else:
         log.info("no index of %s in %s: building one", corpus, index_dir)
@@ -260,13 +261,28 @@ def find_version(directory: IndexDirectory, corpus: Path, *, fingerprint: str | 
     return None
 
 
+def _why_not(directory: IndexDirectory, version: str, corpus: Path) -> str:
+    try:
+        source = [f.resolve() for f in corpus_files(Manifest.read(directory.versions_dir / version).source)]
+    except (CorpusError, IndexNotFoundError):
+        return "cannot be read"
+    if source == [corpus]:
+        return "was built from this file before it was last modified"
+    return "indexes another source"
+
+
 def _indexes(manifest: Manifest, corpus: Path) -> bool:
     try:
         files = [f.resolve() for f in corpus_files(manifest.source)]
     except CorpusError:
         return False
-    # A corpus modified after the build (newer mtime than the watermark) makes the index stale.
-    return files == [corpus] and corpus.stat().st_mtime <= manifest.source_watermark
+    if files != [corpus]:
+        return False
+    # A corpus touched after the build (newer mtime than the watermark) is stale unless its bytes
+    # are those the build read: copies and restores change the mtime, not the content.
+    if corpus.stat().st_mtime <= manifest.source_watermark:
+        return True
+    return manifest.source_digest is not None and manifest.source_digest == files_digest(files)
 
 
 def retrieve(

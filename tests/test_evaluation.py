@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from indexer.embedder import Embedder
 from jobs.beir import BeirDataset, DatasetError
 from jobs.cli import main
 from jobs.eval_results import ConfigRun
-from jobs.evaluation import CONFIGS, EvalConfig, pipeline_config, run_evaluation
+from jobs.evaluation import CONFIGS, EvalConfig, ensure_index, pipeline_config, run_evaluation
 from jobs.scoring import bootstrap_ci, length_buckets, paired_p_value, per_query_scores, ranx_run, score
 from ranker.pipeline import PipelineConfig
 
@@ -292,3 +294,20 @@ def test_index_of_another_corpus_is_not_used(tmp_path, tiny_bert_dir, corpus_rec
     )
     assert result.identity["index"]["built_by_this_run"] is True
     assert result.identity["index"]["manifest"]["documents"] == len(corpus_records)
+
+
+def test_a_touched_corpus_keeps_its_index_until_its_bytes_change(tmp_path, tiny_bert_dir, corpus_records):
+    dataset = BeirDataset(write_dataset(tmp_path / "ds", corpus_records))
+    corpus = dataset.corpus_path
+    first, built = ensure_index(dataset, tmp_path / "index", model=tiny_bert_dir, progress=False)
+    assert built and first.manifest.source_digest == hashlib.sha256(corpus.read_bytes()).hexdigest()
+
+    later = corpus.stat().st_mtime + 3600  # copied or restored: newer mtime, same bytes
+    os.utime(corpus, (later, later))
+    again, built = ensure_index(dataset, tmp_path / "index", model=tiny_bert_dir, progress=False)
+    assert not built and again.manifest.version == first.manifest.version
+
+    write_jsonl(corpus, corpus_records[:5])
+    os.utime(corpus, (later + 60, later + 60))
+    edited, built = ensure_index(dataset, tmp_path / "index", model=tiny_bert_dir, progress=False)
+    assert built and edited.manifest.documents == 5
