@@ -153,6 +153,7 @@ def _add_routes(app: FastAPI) -> None:
         if reranker is not None:  # what the model's metadata.json set: how it reads and how much it counts
             body["reranker_max_length"] = reranker.max_length
             body["rerank_weight"] = reranker.rerank_weight
+            body["rerank_top_n"] = reranker.rerank_top_n
         watcher = getattr(request.app.state, "watcher", None)
         if watcher is not None and watcher.last_error:
             body["version_error"] = watcher.last_error  # still ready: the previous version serves

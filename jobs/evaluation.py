@@ -33,6 +33,7 @@ from jobs.beir import BeirDataset, JudgedQueries
 from jobs.eval_results import ConfigRun, EvaluationResult
 from jobs.run_identity import describe
 from jobs.scoring import METRICS, STAT_TESTS, score
+from ranker.cross_encoder import DEFAULT_RERANK_TOP_N
 from ranker.pipeline import PipelineConfig, SearchPipeline, SearchResult
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,13 @@ def run_evaluation(
     try:
         runs = [
             retrieve(
-                pipeline, name, pc, judged, depth=config.depth, batch=config.query_batch, progress=progress
+                pipeline,
+                name,
+                pipeline.resolve(pc) if pc.rerank else pc,  # the report shows the depth and weight used
+                judged,
+                depth=config.depth,
+                batch=config.query_batch,
+                progress=progress,
             )
             for name, pc in pipeline_configs.items()
         ]
@@ -369,7 +376,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rerank-top-n",
         type=int,
         default=None,
-        help=f"candidates the cross-encoder re-scores (default {PipelineConfig().rerank_top_n})",
+        help="candidates the cross-encoder re-scores (default: the reranker's own, from its "
+        f"metadata.json, else {DEFAULT_RERANK_TOP_N})",
     )
     p.add_argument(
         "--rerank-weight",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,25 +29,34 @@ from jobs.eval_results import ConfigRun, EvaluationResult
 from jobs.evaluation import EvalConfig
 from jobs.scoring import per_query_scores, ranx_run
 from ranker.cross_encoder import METADATA_FILE, RERANK_STAGE, read_metadata
-from ranker.pipeline import order_reranked
+from ranker.pipeline import order_reranked, retrieval_score
 
 WEIGHTS = tuple(round(step / 10, 1) for step in range(11))
+DEPTHS = (10, 20, 30, 40, 50)
 RERANKED_CONFIG = "hybrid+rerank"
 
 
 @dataclass(frozen=True)
 class WeightChoice:
-    """The chosen weight, the metric it reached, and the metric at every weight tried."""
+    """The chosen weight, the metric it reached, and the metric at every weight tried.
+
+    ``depth``: the number of fused candidates reranked (``rerank_top_n``) the choice holds for;
+    ``by_depth``: when several depths were tried, the metric at every weight for each.
+    """
 
     weight: float
     metric: str
     value: float
     by_weight: dict[float, float]
+    depth: int | None = None
+    by_depth: dict[int, dict[float, float]] = field(default_factory=dict)
 
     def describe(self) -> str:
         alone = self.by_weight.get(1.0)
         return (
-            f"rerank weight {self.weight:.1f}: {self.metric} {self.value:.4f}"
+            f"rerank weight {self.weight:.1f}"
+            + (f" over the top {self.depth}" if self.depth is not None else "")
+            + f": {self.metric} {self.value:.4f}"
             + (f" (reranker alone {alone:.4f})" if alone is not None else "")
         )
 
@@ -55,15 +64,19 @@ class WeightChoice:
 def reweighted(run: ConfigRun, weight: float) -> ConfigRun:
     """``run`` (reranked with weight 1) as it would have been served with ``weight``."""
     rankings: dict[str, list[tuple[str, float]]] = {}
-    for query_id, ranking in run.rankings.items():
-        hits = [
-            Hit(id=doc_id, score=score, scores=stages)
-            for (doc_id, score), stages in zip(ranking, run.stage_scores[query_id], strict=True)
-        ]
-        head = [hit for hit in hits if RERANK_STAGE in hit.scores]
-        tail = [hit for hit in hits if RERANK_STAGE not in hit.scores]
+    for query_id in run.rankings:
+        head, tail = _split_reranked(run, query_id)
         rankings[query_id] = [(hit.id, hit.score) for hit in order_reranked(head, weight) + tail]
     return replace(run, name=f"{run.name}@{weight:.1f}", rankings=rankings)
+
+
+def _split_reranked(run: ConfigRun, query_id: str) -> tuple[list[Hit], list[Hit]]:
+    """One query's hits of ``run``: those the reranker scored, and the rest, each in served order."""
+    hits = [
+        Hit(id=doc_id, score=score, scores=stages)
+        for (doc_id, score), stages in zip(run.rankings[query_id], run.stage_scores[query_id], strict=True)
+    ]
+    return [h for h in hits if RERANK_STAGE in h.scores], [h for h in hits if RERANK_STAGE not in h.scores]
 
 
 def choose_rerank_weight(
@@ -87,7 +100,65 @@ def choose_rerank_weight(
         per_query = per_query_scores(qrels, ranx_run(reweighted(run, weight), qrels), [metric])[metric]
         by_weight[float(weight)] = float(np.mean([per_query.get(q, 0.0) for q in query_ids]))
     best = max(by_weight, key=lambda w: (round(by_weight[w], 12), w))
-    return WeightChoice(weight=best, metric=metric, value=by_weight[best], by_weight=by_weight)
+    return WeightChoice(
+        weight=best,
+        metric=metric,
+        value=by_weight[best],
+        by_weight=by_weight,
+        depth=run.pipeline.rerank_top_n,
+    )
+
+
+def at_depth(run: ConfigRun, top_n: int) -> ConfigRun:
+    """``run`` (reranked with weight 1) as if only its ``top_n`` best fused candidates had been reranked.
+
+    The candidates reranked beyond ``top_n`` go back to their fused order below the reranked
+    ones, as serving would leave them. ``run`` must have reranked at least ``top_n``.
+    """
+    rankings: dict[str, list[tuple[str, float]]] = {}
+    stage_scores: dict[str, list[dict[str, float]]] = {}
+    for query_id in run.rankings:
+        reranked, rest = _split_reranked(run, query_id)
+        if len(reranked) < top_n and rest:
+            raise ValueError(
+                f"run {run.name!r} reranked {len(reranked)} candidates of query {query_id!r}; "
+                f"rerank at least {top_n} to try that depth"
+            )
+        fused = sorted(reranked, key=lambda hit: (-retrieval_score(hit), hit.id))  # fusion's order
+        demoted = [
+            Hit(
+                id=hit.id,
+                score=retrieval_score(hit),
+                scores={k: v for k, v in hit.scores.items() if k != RERANK_STAGE},
+            )
+            for hit in fused[top_n:]
+        ]
+        ordered = order_reranked(fused[:top_n], 1.0) + demoted + rest
+        rankings[query_id] = [(hit.id, hit.score) for hit in ordered]
+        stage_scores[query_id] = [dict(hit.scores) for hit in ordered]
+    return replace(
+        run,
+        name=f"{run.name}@top{top_n}",
+        pipeline=replace(run.pipeline, rerank_top_n=top_n),
+        rankings=rankings,
+        stage_scores=stage_scores,
+    )
+
+
+def choose_operating_point(
+    run: ConfigRun, judged: JudgedQueries, *, depths=DEPTHS, metric: str = "ndcg@10", weights=WEIGHTS
+) -> WeightChoice:
+    """The (rerank depth, weight) pair whose re-ordering of ``run`` scores best on ``judged``.
+
+    ``run`` must have reranked at least ``max(depths)`` candidates with weight 1. Ties go to the
+    smaller depth: the same quality for less reranking.
+    """
+    choices = {
+        depth: choose_rerank_weight(at_depth(run, depth), judged, metric=metric, weights=weights)
+        for depth in sorted(depths)
+    }
+    best = max(choices, key=lambda depth: (round(choices[depth].value, 12), -depth))
+    return replace(choices[best], depth=best, by_depth={d: c.by_weight for d, c in choices.items()})
 
 
 def tuning_eval_config(config: EvalConfig) -> EvalConfig:
@@ -95,9 +166,14 @@ def tuning_eval_config(config: EvalConfig) -> EvalConfig:
     return replace(config, configs=("hybrid", RERANKED_CONFIG), rerank_weight=1.0)
 
 
-def choice_from(result: EvaluationResult, judged: JudgedQueries, metric: str = "ndcg@10") -> WeightChoice:
-    """The weight chosen on the reranked run of an evaluation made with ``tuning_eval_config``."""
+def choice_from(
+    result: EvaluationResult, judged: JudgedQueries, metric: str = "ndcg@10", depths=None
+) -> WeightChoice:
+    """The weight (and, given ``depths``, the depth) chosen on the reranked run of an evaluation
+    made with ``tuning_eval_config``."""
     run = next(run for run in result.runs if run.name == RERANKED_CONFIG)
+    if depths:
+        return choose_operating_point(run, judged, depths=depths, metric=metric)
     return choose_rerank_weight(run, judged, metric=metric)
 
 
@@ -105,9 +181,12 @@ def record_choice(model_dir: Path, choice: WeightChoice, source: dict) -> dict:
     """Write the chosen weight into ``model_dir/metadata.json`` (serving reads it from there)."""
     metadata = read_metadata(model_dir)
     metadata["rerank_weight"] = choice.weight
+    if choice.depth is not None:
+        metadata["rerank_top_n"] = choice.depth
     metadata["rerank_weight_tuning"] = {
         **asdict(choice),
         "by_weight": {f"{w:.1f}": v for w, v in choice.by_weight.items()},
+        "by_depth": {str(d): {f"{w:.1f}": v for w, v in t.items()} for d, t in choice.by_depth.items()},
         **source,
         "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -134,7 +213,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reranker", type=Path, required=True, help="MODEL_DIR from `bertsearch train`")
     p.add_argument("--index-dir", type=Path, required=True, help="index of the dataset's corpus")
     p.add_argument("--depth", type=int, default=100, help="candidates per retriever (default 100)")
-    p.add_argument("--rerank-top-n", type=int, default=None, help="candidates reranked (default 50)")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--rerank-top-n", type=int, default=None, help="candidates reranked (default 50)")
+    depth.add_argument(
+        "--depths",
+        type=_depths,
+        default=None,
+        help="also choose how many candidates to rerank, among these (e.g. 10,20,30,40,50): the "
+        "largest is reranked once and the others re-ordered from it; the choice is written as rerank_top_n",
+    )
     p.add_argument("--metric", default="ndcg@10", help="metric to maximise (default ndcg@10)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default MODEL_DIR.work/tune-SPLIT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -155,14 +242,14 @@ def command(args: argparse.Namespace) -> int:
                 split=args.split,
                 reranker=args.reranker,
                 depth=args.depth,
-                rerank_top_n=args.rerank_top_n,
+                rerank_top_n=max(args.depths) if args.depths else args.rerank_top_n,
                 per_query_metric=args.metric,
             )
         )
         result = run_evaluation(
             config, progress=not args.no_progress, command=" ".join(["bertsearch", *sys.argv[1:]])
         )
-        choice = choice_from(result, BeirDataset(args.dataset).load(args.split), args.metric)
+        choice = choice_from(result, BeirDataset(args.dataset).load(args.split), args.metric, args.depths)
         record_choice(
             args.reranker,
             choice,
@@ -172,7 +259,21 @@ def command(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     hybrid = result.config("hybrid").means.get(args.metric)
     print(choice.describe() + (f"; hybrid {hybrid:.4f}" if hybrid is not None else ""))
-    for weight, value in choice.by_weight.items():
-        print(f"  {weight:.1f}  {value:.4f}")
+    tables = choice.by_depth or {choice.depth: choice.by_weight}
+    print("  depth " + " ".join(f"{w:6.1f}" for w in WEIGHTS))
+    for depth, by_weight in tables.items():
+        print(f"  {depth!s:>5} " + " ".join(f"{by_weight[w]:.4f}" for w in WEIGHTS))
     print(f"written to {args.reranker / METADATA_FILE}")
     return 0
+
+
+def _depths(text: str) -> tuple[int, ...]:
+    try:
+        depths = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"give depths as comma-separated integers, e.g. 10,20,30; got {text!r}"
+        ) from err
+    if not depths or depths[0] < 1:
+        raise argparse.ArgumentTypeError(f"depths must be positive integers, got {text!r}")
+    return depths

@@ -474,6 +474,8 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
             "mining_seconds": round(mining_seconds, 1),
             "preparation_seconds": round(time.perf_counter() - started, 1),  # index check + mining
             **({"rerank_weight": job.rerank_weight} if job.rerank_weight is not None else {}),
+            # the depth the dev split tuned the weight at is the depth to serve with
+            **({"rerank_top_n": job.dev_rerank_top_n} if job.dev_split is not None else {}),
         },
     )
     return outcome

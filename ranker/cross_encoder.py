@@ -17,6 +17,7 @@ RERANK_STAGE = "rerank"
 # Written by `bertsearch train` next to the weights; serving settings are read back from it.
 METADATA_FILE = "metadata.json"
 DEFAULT_MAX_LENGTH = 256
+DEFAULT_RERANK_TOP_N = 50
 
 
 class UntrainedRerankerError(ValueError):
@@ -31,9 +32,10 @@ class CrossEncoder:
     Scores are raw logits: higher is more relevant; compare them within one query.
 
     A model folder written by ``bertsearch train`` carries ``metadata.json``; from it come the
-    ``max_length`` it was trained with (unless one is given here) and ``rerank_weight``, the
+    ``max_length`` it was trained with (unless one is given here), ``rerank_weight``, the
     weight of its score against the retrieval score that was tuned on a dev split (1.0 when the
-    file does not say: the reranker alone decides).
+    file does not say: the reranker alone decides), and ``rerank_top_n``, the number of fused
+    candidates that weight was tuned on (50 when the file does not say).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class CrossEncoder:
         check_batching(max_length, batch_size)
         self.max_length = max_length
         self.rerank_weight = float(self.metadata.get("rerank_weight", 1.0))
+        self.rerank_top_n = int(self.metadata.get("rerank_top_n", DEFAULT_RERANK_TOP_N))
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)

@@ -33,8 +33,8 @@ class PipelineConfig:
     ``lexical_k``/``dense_k``: candidates each retriever returns; ``rrf_k``: the fusion constant;
     ``rerank_top_n``: how many fused candidates the cross-encoder re-scores (the rest keep their
     fused order below them); ``rerank_weight``: how much the reranker's score counts against the
-    retrieval score in the final order of those candidates (1: the reranker alone; None: the
-    weight the reranker was tuned with, see ``CrossEncoder.rerank_weight``).
+    retrieval score in the final order of those candidates (1: the reranker alone). None, for
+    either, means the reranker's own setting, the one it was tuned with (``CrossEncoder``).
     """
 
     lexical: bool = True
@@ -43,7 +43,7 @@ class PipelineConfig:
     lexical_k: int = 100
     dense_k: int = 100
     rrf_k: int = 60
-    rerank_top_n: int = 50
+    rerank_top_n: int | None = None
     rerank_weight: float | None = None
 
     def __post_init__(self) -> None:
@@ -51,7 +51,7 @@ class PipelineConfig:
             raise ValueError("at least one retriever must be on: set lexical or dense to true")
         for name in ("lexical_k", "dense_k", "rerank_top_n"):
             value = getattr(self, name)
-            if not 1 <= value <= 1000:
+            if value is not None and not 1 <= value <= 1000:
                 raise ValueError(f"{name} must be between 1 and 1000, got {value}")
         if self.rrf_k < 0:
             raise ValueError(f"rrf_k must be non-negative, got {self.rrf_k}")
@@ -111,6 +111,17 @@ class SearchPipeline:
         """Raise ValueError if ``config`` asks for a stage this pipeline has no parts for."""
         if config.dense and self.dense is None:
             raise ValueError("dense retrieval is on but this pipeline has no dense index")
+
+    def resolve(self, config: PipelineConfig) -> PipelineConfig:
+        """``config`` with the rerank settings it leaves to the reranker filled in from it."""
+        if self.reranker is None:
+            return config
+        own = self.reranker
+        return replace(
+            config,
+            rerank_top_n=config.rerank_top_n or own.rerank_top_n,
+            rerank_weight=own.rerank_weight if config.rerank_weight is None else config.rerank_weight,
+        )
 
     def search(self, query: str, top_k: int = 10, config: PipelineConfig | None = None) -> SearchResult:
         """The ``top_k`` best documents for ``query``."""
@@ -187,6 +198,7 @@ class SearchPipeline:
         notes: list[str] = []
         reranked = False
         will_rerank = config.rerank and self.reranker is not None
+        config = self.resolve(config)
         wanted = candidates[: max(top_k, config.rerank_top_n if will_rerank else 0)]
         start = time.perf_counter()
         documents = self.lexical.get([hit.id for hit in wanted])
@@ -195,8 +207,7 @@ class SearchPipeline:
             notes.append(NO_RERANKER_NOTE)
         elif will_rerank and candidates:
             start = time.perf_counter()
-            weight = config.rerank_weight if config.rerank_weight is not None else self.reranker.rerank_weight
-            candidates = self._rerank(query, candidates, config.rerank_top_n, documents, weight)
+            candidates = self._rerank(query, candidates, config.rerank_top_n, documents, config.rerank_weight)
             timings["rerank"] = _ms(start)
             reranked = True
         hits = candidates[:top_k]

@@ -212,17 +212,24 @@ def test_a_tuned_reranker_blends_by_its_own_weight_unless_the_request_sets_one(
     import shutil
 
     reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
-    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 0.3}))
+    (reranker / "metadata.json").write_text(
+        json.dumps({"max_length": 64, "rerank_weight": 0.3, "rerank_top_n": 3})
+    )
     source = write_jsonl(tmp_path / "corpus.jsonl", corpus_records)
     build_index(source, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
     settings = ServiceSettings(index_dir=tmp_path / "index", reranker=str(reranker))
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz").json()
-        assert (ready["reranker_max_length"], ready["rerank_weight"]) == (64, 0.3)
+        assert (ready["reranker_max_length"], ready["rerank_weight"], ready["rerank_top_n"]) == (64, 0.3, 3)
         query = {"query": "brewed caffeine drink", "top_k": 5}
         blended = client.post("/search", json=query).json()
-        alone = client.post("/search", json={**query, "stages": {"rerank_weight": 1.0}}).json()
+        alone = client.post(
+            "/search", json={**query, "stages": {"rerank_weight": 1.0, "rerank_top_n": 5}}
+        ).json()
     assert blended["reranked"] and alone["reranked"]
-    assert all(hit["score"] == hit["scores"]["blend"] for hit in blended["hits"])
+    # the model's own depth: its 3 best fused candidates are reranked, the next keep their fused order
+    assert [("rerank" in hit["scores"]) for hit in blended["hits"]] == [True] * 3 + [False] * 2
+    assert all("rerank" in hit["scores"] for hit in alone["hits"])
+    assert all(hit["score"] == hit["scores"]["blend"] for hit in blended["hits"][:3])
     for hit in alone["hits"]:
         assert "blend" not in hit["scores"] and hit["score"] == hit["scores"]["rerank"]

@@ -14,7 +14,14 @@ from jobs.beir import JudgedQueries
 from jobs.cli import main
 from jobs.eval_results import ConfigRun
 from jobs.evaluation import EvalConfig, run_evaluation
-from jobs.rerank_weight import WEIGHTS, choose_rerank_weight, reweighted, tuning_eval_config
+from jobs.rerank_weight import (
+    WEIGHTS,
+    at_depth,
+    choose_operating_point,
+    choose_rerank_weight,
+    reweighted,
+    tuning_eval_config,
+)
 from ranker.pipeline import PipelineConfig
 
 pytestmark = pytest.mark.unit
@@ -53,6 +60,41 @@ def test_only_a_run_ranked_by_the_reranker_alone_can_be_reweighted():
         choose_rerank_weight(reranked_run({"q": []}, {"q": []}, weight=0.5), judged)
 
 
+def test_a_shallower_depth_reranks_only_the_best_fused_candidates():
+    # Fused order d1 d2 d3 (rrf), then d4 unreranked. The reranker loves d3 (relevant), which
+    # only a depth of 3 reaches; at depth 2 it drops back to its fused place.
+    run = reranked_run(
+        {"q": [("d3", 3.0), ("d2", 2.0), ("d1", 1.0), ("d4", 0.001)]},
+        {
+            "q": [
+                {"rrf": 0.1, "rerank": 3.0},
+                {"rrf": 0.2, "rerank": 2.0},
+                {"rrf": 0.3, "rerank": 1.0},
+                {"rrf": 0.05},
+            ]
+        },
+    )
+    assert [d for d, _ in at_depth(run, 2).rankings["q"]] == ["d2", "d1", "d3", "d4"]
+    assert at_depth(run, 2).pipeline.rerank_top_n == 2
+    assert [d for d, _ in at_depth(run, 3).rankings["q"]] == ["d3", "d2", "d1", "d4"]
+    judged = JudgedQueries(split="dev", queries={"q": "a query"}, qrels={"q": {"d3": 1}})
+    choice = choose_operating_point(run, judged, depths=(1, 2, 3))
+    assert (choice.depth, choice.weight, choice.value) == (3, 1.0, pytest.approx(1.0))
+    assert choice.by_depth[1] == choice.by_depth[2]  # d3 out of reach either way
+    assert choice.by_depth[3][1.0] == pytest.approx(1.0) and choice.by_depth[3][0.0] < 1.0
+    with pytest.raises(ValueError, match="rerank at least 4"):
+        at_depth(run, 4)
+
+
+def test_equal_quality_goes_to_the_smaller_depth():
+    run = reranked_run(
+        {"q": [("d1", 2.0), ("d2", 1.0), ("d3", 0.5)]},
+        {"q": [{"rrf": 0.3, "rerank": 2.0}, {"rrf": 0.2, "rerank": 1.0}, {"rrf": 0.1, "rerank": 0.5}]},
+    )
+    judged = JudgedQueries(split="dev", queries={"q": "a query"}, qrels={"q": {"d1": 1}})
+    assert choose_operating_point(run, judged, depths=(3, 1, 2)).depth == 1
+
+
 @pytest.fixture(scope="module")
 def tiny_tuning(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records):
     root = tmp_path_factory.mktemp("tune")
@@ -88,9 +130,23 @@ def test_tune_command_writes_the_weight_that_serving_and_eval_then_use(tiny_tuni
     _, config = tiny_tuning
     reranker = config.reranker
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "epochs": []}))
-    code = main(["tune-rerank-weight", str(config.dataset), "--split", "dev", "--reranker", str(reranker),
-                 "--index-dir", str(config.index_dir), "--depth", "8", "--rerank-top-n", "5",
-                 "--no-progress"])
+    code = main(
+        [
+            "tune-rerank-weight",
+            str(config.dataset),
+            "--split",
+            "dev",
+            "--reranker",
+            str(reranker),
+            "--index-dir",
+            str(config.index_dir),
+            "--depth",
+            "8",
+            "--rerank-top-n",
+            "5",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     meta = json.loads((reranker / "metadata.json").read_text())
     tuning = meta["rerank_weight_tuning"]
@@ -103,3 +159,56 @@ def test_tune_command_writes_the_weight_that_serving_and_eval_then_use(tiny_tuni
     result = run_evaluation(on_test, progress=False)
     assert result.identity["reranker"]["model_rerank_weight"] == meta["rerank_weight"]
     assert result.identity["reranker"]["max_length"] == 64
+
+
+def test_reranking_fewer_offline_matches_serving_at_that_depth(tiny_tuning):
+    alone, config = tiny_tuning
+    run = next(r for r in alone.runs if r.name == "hybrid+rerank")
+    for weight in (1.0, 0.3):
+        shallow = replace(
+            config,
+            configs=("hybrid+rerank",),
+            rerank_top_n=3,
+            rerank_weight=weight,
+            out=config.out.with_name("d3"),
+        )
+        served = run_evaluation(shallow, progress=False).runs[0]
+        offline = reweighted(at_depth(run, 3), weight)
+        assert {q: [d for d, _ in hits] for q, hits in offline.rankings.items()} == {
+            q: [d for d, _ in hits] for q, hits in served.rankings.items()
+        }
+
+
+def test_tune_command_with_depths_writes_the_depth_that_eval_then_reranks(tiny_tuning, capsys):
+    _, config = tiny_tuning
+    reranker = config.reranker
+    code = main(
+        [
+            "tune-rerank-weight",
+            str(config.dataset),
+            "--split",
+            "dev",
+            "--reranker",
+            str(reranker),
+            "--index-dir",
+            str(config.index_dir),
+            "--depth",
+            "8",
+            "--depths",
+            "2,5",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    meta = json.loads((reranker / "metadata.json").read_text())
+    tuning = meta["rerank_weight_tuning"]
+    assert meta["rerank_top_n"] in (2, 5) and set(tuning["by_depth"]) == {"2", "5"}
+    assert tuning["value"] == max(max(t.values()) for t in tuning["by_depth"].values())
+    out = capsys.readouterr().out
+    assert f"over the top {meta['rerank_top_n']}" in out
+    on_test = replace(
+        config, split="test", configs=("hybrid+rerank",), rerank_top_n=None, out=config.out.with_name("t2")
+    )
+    served = run_evaluation(on_test, progress=False)
+    assert served.config("hybrid+rerank").pipeline["rerank_top_n"] == meta["rerank_top_n"]
+    assert served.config("hybrid+rerank").pipeline["rerank_weight"] == meta["rerank_weight"]
