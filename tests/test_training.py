@@ -407,6 +407,7 @@ def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
     assert meta["rerank_weight"] == best["dev_rerank_weight"] and meta["max_length"] == 64
     served = CrossEncoder(out)
     assert (served.max_length, served.rerank_weight) == (64, best["dev_rerank_weight"])
+    assert served.rerank_top_n == 8  # the depth the weight was tuned at
     assert meta["data"]["source"]["mode"] == "judgments" and meta["data"]["dev_split"] == "dev"
     assert (out.with_name("model.work") / "dev" / "epoch-002" / "report.md").is_file()
     groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]
