@@ -81,7 +81,26 @@ def start_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=True,
+            runtime_env={"worker_process_setup_hook": "jobs.train.quiet_state_api_warnings"},
+        )
+
+
+# Ray Train's placement-group cleaner asks the state API (part of the dashboard) every second
+# whether the controller lives, and warns each time it cannot: with the dashboard off, as in a
+# local run, that is a warning a second for the whole run. The cleaner only matters when a
+# controller dies without cleaning up, which a local Ray ends with anyway.
+_STATE_API_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_state_api_warnings() -> None:
+    """Worker-process setup hook: silence the cleaner's state-API warnings (see above)."""
+    import logging
+
+    logging.getLogger(_STATE_API_LOGGER).setLevel(logging.ERROR)
 
 
 def save_groups(work_dir: Path, groups: list[TrainingGroup], info: dict[str, Any]) -> None:
