@@ -126,27 +126,19 @@ def test_offline_reweighting_matches_what_serving_returns(tiny_tuning):
         assert [s for _, s in offline.rankings[query]] == pytest.approx([s for _, s in hits], abs=1e-6)
 
 
+def tune(config: EvalConfig, *options: str) -> int:
+    """``bertsearch tune-rerank-weight`` on the dev split of ``config``'s dataset."""
+    return main(
+        ["tune-rerank-weight", str(config.dataset), "--split", "dev", "--reranker", str(config.reranker),
+         "--index-dir", str(config.index_dir), "--depth", "8", *options, "--no-progress"]
+    )  # fmt: skip
+
+
 def test_tune_command_writes_the_weight_that_serving_and_eval_then_use(tiny_tuning, capsys):
     _, config = tiny_tuning
     reranker = config.reranker
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "epochs": []}))
-    code = main(
-        [
-            "tune-rerank-weight",
-            str(config.dataset),
-            "--split",
-            "dev",
-            "--reranker",
-            str(reranker),
-            "--index-dir",
-            str(config.index_dir),
-            "--depth",
-            "8",
-            "--rerank-top-n",
-            "5",
-            "--no-progress",
-        ]
-    )
+    code = tune(config, "--rerank-top-n", "5")
     assert code == 0
     meta = json.loads((reranker / "metadata.json").read_text())
     tuning = meta["rerank_weight_tuning"]
@@ -182,23 +174,7 @@ def test_reranking_fewer_offline_matches_serving_at_that_depth(tiny_tuning):
 def test_tune_command_with_depths_writes_the_depth_that_eval_then_reranks(tiny_tuning, capsys):
     _, config = tiny_tuning
     reranker = config.reranker
-    code = main(
-        [
-            "tune-rerank-weight",
-            str(config.dataset),
-            "--split",
-            "dev",
-            "--reranker",
-            str(reranker),
-            "--index-dir",
-            str(config.index_dir),
-            "--depth",
-            "8",
-            "--depths",
-            "2,5",
-            "--no-progress",
-        ]
-    )
+    code = tune(config, "--depths", "2,5")
     assert code == 0
     meta = json.loads((reranker / "metadata.json").read_text())
     tuning = meta["rerank_weight_tuning"]
