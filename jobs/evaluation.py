@@ -15,9 +15,11 @@ returned them (the TREC files keep the pipeline's own scores).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -255,6 +257,7 @@ def find_version(directory: IndexDirectory, corpus: Path, *, fingerprint: str | 
     With ``fingerprint``, only versions embedded with those weights count.
     """
     names = [directory.current_name(), *reversed(directory.versions())]
+    digest = functools.cache(lambda: files_digest([corpus]))  # hashed once, and only if needed
     for name in dict.fromkeys(n for n in names if n):
         folder = directory.versions_dir / name
         try:
@@ -263,7 +266,7 @@ def find_version(directory: IndexDirectory, corpus: Path, *, fingerprint: str | 
             continue
         if fingerprint is not None and manifest.embedding.get("fingerprint") != fingerprint:
             continue
-        if _indexes(manifest, corpus):
+        if _indexes(manifest, corpus, digest):
             return folder
     return None
 
@@ -278,7 +281,7 @@ def _why_not(directory: IndexDirectory, version: str, corpus: Path) -> str:
     return "indexes another source"
 
 
-def _indexes(manifest: Manifest, corpus: Path) -> bool:
+def _indexes(manifest: Manifest, corpus: Path, digest: Callable[[], str]) -> bool:
     try:
         files = [f.resolve() for f in corpus_files(manifest.source)]
     except CorpusError:
@@ -289,7 +292,7 @@ def _indexes(manifest: Manifest, corpus: Path) -> bool:
     # are those the build read: copies and restores change the mtime, not the content.
     if corpus.stat().st_mtime <= manifest.source_watermark:
         return True
-    return manifest.source_digest is not None and manifest.source_digest == files_digest(files)
+    return manifest.source_digest is not None and manifest.source_digest == digest()
 
 
 def retrieve(
