@@ -10,6 +10,8 @@ split you report.
 
 ``bertsearch train --dev-split`` does this for every epoch and writes the chosen weight into the
 model's ``metadata.json``; ``bertsearch tune-rerank-weight`` does it for a model trained without one.
+With ``--depths`` it also chooses how many fused candidates to rerank: a run reranked at the
+largest depth holds every shallower one (``at_depth``).
 """
 
 from __future__ import annotations
