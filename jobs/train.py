@@ -318,6 +318,7 @@ class TrainJob:
     dev_depth: int = 100
     dev_rerank_top_n: int = 50
     rerank_weight: float | None = None
+    rerank_top_n: int | None = None
 
     def __post_init__(self) -> None:
         if self.pseudo is not None and self.mining.passage != self.pseudo.passage_view:
@@ -332,6 +333,12 @@ class TrainJob:
                 raise ValueError("--rerank-weight is for runs without a dev split; a dev split chooses it")
             if not 0.0 <= self.rerank_weight <= 1.0:
                 raise ValueError(f"--rerank-weight must be between 0 and 1, got {self.rerank_weight}")
+        if self.rerank_top_n is not None:
+            if self.dev_split is not None:
+                raise ValueError("--rerank-top-n is for runs without a dev split; with one, "
+                                 "--dev-rerank-top-n is the depth the dev split tunes the weight at")
+            if self.rerank_top_n < 1:
+                raise ValueError(f"--rerank-top-n must be at least 1, got {self.rerank_top_n}")
         if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
             raise ValueError(f"dev_rerank_top_n must be between 1 and dev_depth ({self.dev_depth})")
         if self.dev_metric not in ("ndcg@10", "mrr@10", "recall@100", "map@100"):
@@ -495,6 +502,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
             **({"rerank_weight": job.rerank_weight} if job.rerank_weight is not None else {}),
             # the depth the dev split tuned the weight at is the depth to serve with
             **({"rerank_top_n": job.dev_rerank_top_n} if job.dev_split is not None else {}),
+            **({"rerank_top_n": job.rerank_top_n} if job.rerank_top_n is not None else {}),
         },
     )
     return outcome
@@ -556,6 +564,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rerank-weight", type=float, default=None,
                    help="without --dev-split: the weight of the reranker's score against the fused score "
                    "that serving uses (0-1; default 1, the reranker alone). With one, dev chooses it")
+    g.add_argument("--rerank-top-n", type=int, default=None,
+                   help="without --dev-split: the fused candidates serving reranks (default 50). "
+                   "With one, --dev-rerank-top-n is that depth")
     p.set_defaults(run=command)
 
 
@@ -608,6 +619,7 @@ def command(args: argparse.Namespace) -> int:
             dev_depth=args.dev_depth,
             dev_rerank_top_n=args.dev_rerank_top_n,
             rerank_weight=args.rerank_weight,
+            rerank_top_n=args.rerank_top_n,
         )
         outcome = run(job)
     except USER_ERRORS as err:

@@ -150,6 +150,10 @@ def test_train_job_refuses_title_queries_with_titled_negatives(tmp_path):
         TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", dev_split="dev", rerank_weight=0.5)
     with pytest.raises(ValueError, match="between 0 and 1"):
         TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", rerank_weight=2.0)
+    with pytest.raises(ValueError, match="--dev-rerank-top-n is the depth"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", dev_split="dev", rerank_top_n=30)
+    with pytest.raises(ValueError, match="at least 1"):
+        TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", rerank_top_n=0)
     title = PseudoQueryConfig("title")
     job = TrainJob(dataset=tmp_path, index_dir=tmp_path, out=tmp_path / "m", pseudo=title,
                    mining=MiningConfig(passage="text"))
@@ -421,6 +425,33 @@ def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
     ours = CrossEncoder(out, max_length=64, precision="fp32").load().score_pairs(pairs)
     theirs = SentenceTransformersCrossEncoder(str(out), max_length=64).predict(pairs)  # sigmoid of the logit
     np.testing.assert_allclose(theirs, 1 / (1 + np.exp(-ours)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operating_point(
+    local_ray, tmp_path, tiny_bert_dir, corpus_records
+):
+    from jobs.cli import main
+
+    data = tmp_path / "data"  # a corpus and nothing else: no queries, no qrels
+    data.mkdir()
+    records = corpus_records + [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
+    write_jsonl(data / "corpus.jsonl", records)
+    build_index(data, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    out = tmp_path / "model"
+    code = main(["train", str(data), "--pseudo-queries", "crop", "--index-dir", str(tmp_path / "index"),
+                 "--out", str(out), "--base-model", str(tiny_bert_dir), "--workers", "2", "--cpus-per-worker",
+                 "1", "--epochs", "1", "--groups-per-batch", "1", "--depth", "8", "--negatives", "3",
+                 "--max-length", "64", "--rerank-weight", "0.2", "--rerank-top-n", "5"])
+    assert code == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    source = meta["data"]["source"]
+    assert source["mode"] == "pseudo-queries" and source["pseudo_queries"]["method"] == "crop"
+    docs = [Document(r["_id"], r["title"], r["text"]) for r in records]
+    made = pseudo_queries(docs, PseudoQueryConfig("crop"))
+    assert meta["training_groups"] == len(made) >= 2  # one group per crop, negatives mined from the index
+    served = CrossEncoder(out)
+    assert (served.rerank_weight, served.rerank_top_n, served.max_length) == (0.2, 5, 64)
 
 
 @pytest.mark.integration
