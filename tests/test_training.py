@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +15,10 @@ from conftest import write_jsonl
 from indexer.build import build_index
 from indexer.documents import Document
 from indexer.embedder import Embedder
+from jobs.beir import BeirDataset
 from ranker.cross_encoder import CrossEncoder
 from ranker.factory import open_pipeline
+from ranker.pipeline import PipelineConfig
 from ranker.training.examples import (
     MiningConfig,
     Positive,
@@ -25,7 +29,12 @@ from ranker.training.examples import (
 )
 from ranker.training.loop import TrainConfig, epoch_order, steps_per_epoch, warmup_linear_decay
 from ranker.training.losses import listwise_softmax_ce, pointwise_bce
-from ranker.training.pseudo_queries import PseudoQueryConfig, pseudo_queries, split_sentences
+from ranker.training.pseudo_queries import (
+    PseudoQueryConfig,
+    pseudo_queries,
+    split_pseudo_queries,
+    split_sentences,
+)
 
 # --- toy data ---------------------------------------------------------------------------------
 
@@ -216,6 +225,55 @@ def test_crop_pseudo_queries_cut_a_sentence_or_a_word_window_out():
     assert PseudoQueryConfig("crop").passage_view == "body"
     limited = pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, limit=2))
     assert len(limited) == 2 and {q.id for q in limited} <= {q.id for q in made}
+
+
+@pytest.mark.unit
+def test_held_out_pseudo_queries_and_their_documents_stay_out_of_training():
+    config = PseudoQueryConfig("crop", min_passage_words=8, seed=3)
+    everything = pseudo_queries(PSEUDO_CORPUS, config)
+    train, held = split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=1))
+    assert len(held.queries) == 1 and len(train) == len(everything) - 1
+    (dev,) = held.queries
+    gone = dev.positives[0].doc_id
+    assert dev in everything and dev not in train
+    # never a training positive, never a mined negative: every training query excludes it
+    assert all(q.positives[0].doc_id != gone and gone in q.never_negative for q in train)
+    # the dev index holds the document without the query text, the title kept (crop: body view)
+    source = next(d for d in PSEUDO_CORPUS if d.id == gone)
+    rewritten = held.documents[gone]
+    assert dev.text in source.text and dev.text not in rewritten.text
+    assert rewritten.title == source.title and rewritten.body == dev.positives[0].passage
+    assert split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=1)) == (train, held)  # seeded
+    with pytest.raises(ValueError, match="none would be left"):
+        split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=len(everything)))
+    # title queries: the held-out document loses its title, as its positive passage did
+    title = PseudoQueryConfig("title", min_passage_words=8, holdout=1)
+    _, titled = split_pseudo_queries(PSEUDO_CORPUS, title)
+    (doc,) = titled.documents.values()
+    assert doc.title == "" and doc.text == titled.queries[0].positives[0].passage
+
+
+@pytest.mark.unit
+def test_pseudo_dev_folder_is_the_corpus_with_held_out_text_cut_and_loads_as_a_judged_split(tmp_path):
+    from jobs.pseudo_dev import write_pseudo_dev
+
+    records = [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
+    _, held = split_pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, holdout=2))
+    dataset = write_pseudo_dev(corpus, held, tmp_path / "dev")
+    written = [json.loads(line) for line in (tmp_path / "dev" / "corpus.jsonl").open()]
+    assert [r["_id"] for r in written] == [r["_id"] for r in records]  # every document, in order
+    for original, copy in zip(records, written, strict=True):
+        if original["_id"] in held.documents:
+            assert copy["text"] == held.documents[original["_id"]].text != original["text"]
+        else:
+            assert copy == original
+    judged = dataset.load("dev")
+    assert judged.qrels == {q.id: {q.positives[0].doc_id: 1} for q in held.queries}
+    assert judged.queries == {q.id: q.text for q in held.queries}
+    before = (tmp_path / "dev" / "corpus.jsonl").read_bytes()
+    write_pseudo_dev(corpus, held, tmp_path / "dev")  # a rerun writes the same bytes: its index is reused
+    assert (tmp_path / "dev" / "corpus.jsonl").read_bytes() == before
 
 
 # --- mining over a real (tiny) index -------------------------------------------------------------
@@ -452,6 +510,48 @@ def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operat
     assert meta["training_groups"] == len(made) >= 2  # one group per crop, negatives mined from the index
     served = CrossEncoder(out)
     assert (served.rerank_weight, served.rerank_top_n, served.max_length) == (0.2, 5, 64)
+
+
+@pytest.mark.integration
+def test_label_free_train_command_chooses_epoch_and_weight_on_held_out_pseudo_queries(
+    local_ray, tmp_path, tiny_bert_dir, corpus_records
+):
+    from jobs.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    records = corpus_records + [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
+    write_jsonl(data / "corpus.jsonl", records)
+    build_index(data, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    out = tmp_path / "model"
+    code = main(["train", str(data), "--pseudo-queries", "crop", "--pseudo-dev", "1", "--index-dir",
+                 str(tmp_path / "index"), "--out", str(out), "--base-model", str(tiny_bert_dir),
+                 "--workers", "2", "--cpus-per-worker", "1", "--epochs", "2", "--groups-per-batch", "1",
+                 "--depth", "8", "--negatives", "3", "--max-length", "64", "--dev-depth", "8",
+                 "--dev-rerank-top-n", "6"])
+    assert code == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    dev = Path(meta["data"]["dev_dataset"])
+    (held_id,) = BeirDataset(dev).load("dev").qrels.values()
+    (held_doc,) = held_id
+    # the held-out document was neither a positive nor a negative of any training group
+    groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]
+    assert len(groups) == 2 and all(held_doc not in g["doc_ids"] for g in groups)  # 3 crops, 1 held out
+    # each epoch was evaluated on it and chose a weight; the best epoch's weight and depth serve
+    assert all(e["dev_rerank_weight"] in [w / 10 for w in range(11)] for e in meta["epochs"])
+    best = meta["epochs"][meta["best_epoch"] - 1]
+    served = CrossEncoder(out)
+    assert (served.rerank_weight, served.rerank_top_n) == (best["dev_rerank_weight"], 6)
+    # its index holds the held-out document without the query text
+    (query,) = BeirDataset(dev).load("dev").queries.values()
+    dev_index = out.with_name("model.work") / "pseudo-dev-index"
+    pipeline = open_pipeline(dev_index, config=PipelineConfig(rerank=False))
+    try:
+        found = pipeline.search(query, top_k=len(records))
+    finally:
+        pipeline.close()
+    source = next(r for r in records if r["_id"] == held_doc)
+    assert query in source["text"] and query not in found.documents[held_doc].text
 
 
 @pytest.mark.integration

@@ -9,6 +9,11 @@ the query text, so the model cannot solve the task by string matching:
 - ``crop`` (the inverse cloze task of Lee et al., ACL 2019): one sentence cut out of the text is
   the query and the title + remaining text is the passage. Text without sentence punctuation
   (e.g. Vaswani) gets a window of words cut out instead.
+
+A label-free run has no judged queries to choose its epoch and rerank weight with. ``holdout``
+keeps some pseudo-queries out of training, with their documents (``split_pseudo_queries``): a
+dev set of the same kind, judged by construction, whose documents are indexed without the
+query text so that retrieval cannot find them by the copied words either.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from indexer.documents import Document
-from ranker.training.examples import PassageView, Positive, TrainingQuery
+from ranker.training.examples import PassageView, Positive, TrainingQuery, passage_of
 
 PseudoQueryMethod = Literal["title", "crop"]
 METHODS: tuple[str, ...] = ("title", "crop")
@@ -36,7 +41,8 @@ class PseudoQueryConfig:
 
     ``min_query_words``/``max_query_words`` bound a query's length, ``min_passage_words`` what
     must remain of the passage once the query is cut out; documents outside them are skipped.
-    ``window_words``: the span cut out of text that has no sentence boundaries.
+    ``window_words``: the span cut out of text that has no sentence boundaries. ``holdout``: this
+    many queries (a seeded sample, drawn before ``limit``) are kept out of training as a dev set.
     """
 
     method: PseudoQueryMethod
@@ -46,6 +52,7 @@ class PseudoQueryConfig:
     max_query_words: int = 40
     min_passage_words: int = 12
     window_words: tuple[int, int] = (8, 16)
+    holdout: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -57,6 +64,8 @@ class PseudoQueryConfig:
         low, high = self.window_words
         if not 1 <= low <= high:
             raise ValueError(f"window_words must be (low, high), 1 <= low <= high, got {self.window_words}")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be 0 or more, got {self.holdout}")
 
     @property
     def passage_view(self) -> PassageView:
@@ -64,11 +73,29 @@ class PseudoQueryConfig:
         return "text" if self.method == "title" else "body"
 
 
-def pseudo_queries(documents: Iterable[Document], config: PseudoQueryConfig) -> list[TrainingQuery]:
-    """Training queries made from ``documents``, each excluding its source document from negatives.
+@dataclass(frozen=True)
+class HeldOut:
+    """Pseudo-queries kept out of training, and their documents as a dev index must hold them:
+    without the query text (``documents``, by id)."""
 
+    queries: list[TrainingQuery]
+    documents: dict[str, Document]
+
+
+def pseudo_queries(documents: Iterable[Document], config: PseudoQueryConfig) -> list[TrainingQuery]:
+    """Training queries made from ``documents`` (less any ``holdout``); see ``split_pseudo_queries``."""
+    return split_pseudo_queries(documents, config)[0]
+
+
+def split_pseudo_queries(
+    documents: Iterable[Document], config: PseudoQueryConfig
+) -> tuple[list[TrainingQuery], HeldOut]:
+    """Training queries made from ``documents``, each excluding its source document from
+    negatives, and the ``config.holdout`` queries kept out of them.
+
+    A held-out document is never a training positive, nor a negative: the dev set stays unseen.
     Deterministic for a given corpus and config: documents are visited in id order and every
-    random choice is seeded by the config seed and the document id.
+    random choice is seeded by the config seed (and the document id).
     """
     docs = sorted(documents, key=lambda d: d.id)
     make = _title_query if config.method == "title" else _crop_query
@@ -76,15 +103,17 @@ def pseudo_queries(documents: Iterable[Document], config: PseudoQueryConfig) -> 
     if config.method == "title":
         for doc in docs:
             same_title.setdefault(_normalise(doc.title), set()).add(doc.id)
-    out = []
+    made: list[TrainingQuery] = []
+    remains: dict[str, Document] = {}
     for doc in docs:
-        made = make(doc, config, random.Random(f"{config.seed}/{doc.id}"))
-        if made is None:
+        cut = make(doc, config, random.Random(f"{config.seed}/{doc.id}"))
+        if cut is None:
             continue
-        query, passage = made
+        query, remaining = cut
         # Another document with the very same title is as good an answer to it: not a negative.
         excluded = frozenset(same_title.get(_normalise(doc.title), ()))
-        out.append(
+        passage = passage_of(remaining, config.passage_view)
+        made.append(
             TrainingQuery(
                 id=f"{config.method}:{doc.id}",
                 text=query,
@@ -92,12 +121,24 @@ def pseudo_queries(documents: Iterable[Document], config: PseudoQueryConfig) -> 
                 excluded=excluded | {doc.id},
             )
         )
-    if config.limit is not None and len(out) > config.limit:
-        out = sorted(random.Random(config.seed).sample(out, config.limit), key=lambda q: q.id)
-    return out
+        remains[doc.id] = remaining
+    held: list[TrainingQuery] = []
+    if config.holdout:
+        if config.holdout >= len(made):
+            raise ValueError(
+                f"cannot hold out {config.holdout} of {len(made)} pseudo-queries: none would be left to train"
+            )
+        rng = random.Random(f"{config.seed}/holdout")
+        held = sorted(rng.sample(made, config.holdout), key=lambda q: q.id)
+        gone = frozenset(q.positives[0].doc_id for q in held)
+        made = [replace(q, excluded=q.excluded | gone) for q in made if q.positives[0].doc_id not in gone]
+    if config.limit is not None and len(made) > config.limit:
+        made = sorted(random.Random(config.seed).sample(made, config.limit), key=lambda q: q.id)
+    documents_held = {q.positives[0].doc_id: remains[q.positives[0].doc_id] for q in held}
+    return made, HeldOut(queries=held, documents=documents_held)
 
 
-def _title_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, str] | None:
+def _title_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, Document] | None:
     title = " ".join(doc.title.split())
     if not _words_between(title, config.min_query_words, config.max_query_words):
         return None
@@ -105,10 +146,10 @@ def _title_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -
     passage = " ".join(passage.split())
     if len(passage.split()) < config.min_passage_words:
         return None
-    return title, passage
+    return title, replace(doc, title="", text=passage)
 
 
-def _crop_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, str] | None:
+def _crop_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, Document] | None:
     text = " ".join(doc.text.split())
     sentences = split_sentences(text)
     if len(sentences) >= 2:
@@ -130,8 +171,7 @@ def _crop_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) ->
         rest = " ".join(words[:start] + words[start + span :])
     if len(rest.split()) < config.min_passage_words:
         return None
-    passage = f"{doc.title.strip()} {rest}".strip()
-    return query, passage
+    return query, replace(doc, title=doc.title.strip(), text=rest)
 
 
 def split_sentences(text: str) -> list[str]:
