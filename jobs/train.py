@@ -28,7 +28,7 @@ import torch
 from ranker.cross_encoder import METADATA_FILE
 from ranker.training.examples import MiningConfig, TrainingGroup
 from ranker.training.loop import MODEL_SUBDIR, STATE_FILE, DevEvaluation, TrainConfig, train_loop_per_worker
-from ranker.training.pseudo_queries import METHODS, HeldOut, PseudoQueryConfig
+from ranker.training.pseudo_queries import METHODS, PseudoDev, PseudoQueryConfig
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +300,8 @@ class TrainJob:
     (judged, disjoint from the training queries) is evaluated after every epoch with the
     ``bertsearch eval`` code, ``hybrid`` against ``hybrid+rerank`` over ``dev_depth`` candidates
     with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept, with the
-    rerank weight chosen on the dev split. A label-free run can hold out its own dev split
-    instead (``pseudo.holdout``: pseudo-queries kept out of training, ``jobs.pseudo_dev``).
+    rerank weight chosen on the dev split. A label-free run can make its own dev split instead
+    (``pseudo.dev``: second crops of training documents, ``jobs.pseudo_dev``).
     Without a dev split, ``rerank_weight`` and ``rerank_top_n`` (if given) are the operating
     point written for serving, e.g. one chosen for a label-free model of another corpus.
     """
@@ -331,7 +331,7 @@ class TrainJob:
         if self.dev_split is not None and self.pseudo is None and self.dev_split == self.split:
             raise ValueError(f"the dev split must differ from the training split ({self.split!r})")
         if self.pseudo_dev and self.dev_split is not None:
-            raise ValueError("--pseudo-dev holds out a dev split of pseudo-queries; --dev-split names "
+            raise ValueError("--pseudo-dev makes a dev split of pseudo-queries; --dev-split names "
                              "a judged one: give one of them")
         if self.rerank_weight is not None:
             if self.has_dev:
@@ -353,8 +353,8 @@ class TrainJob:
 
     @property
     def pseudo_dev(self) -> bool:
-        """Whether the dev split is held-out pseudo-queries."""
-        return self.pseudo is not None and self.pseudo.holdout > 0
+        """Whether the dev split is made of pseudo-queries."""
+        return self.pseudo is not None and self.pseudo.dev > 0
 
     @property
     def has_dev(self) -> bool:
@@ -420,18 +420,18 @@ def evaluate_dev(
     return metrics
 
 
-def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any], HeldOut | None]:
+def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any], PseudoDev | None]:
     """The job's training queries, a description of where they came from (for metadata) and,
-    in a label-free run, the pseudo-queries held out of training (None in a judged run)."""
+    in a label-free run, its pseudo-query dev split (None in a judged run)."""
     from indexer.corpus import CorpusReader
     from ranker.training.examples import queries_from_qrels
     from ranker.training.pseudo_queries import split_pseudo_queries
 
     if job.pseudo is not None:
         reader = CorpusReader(dataset.corpus_path)
-        queries, held = split_pseudo_queries(reader, job.pseudo)
+        queries, dev = split_pseudo_queries(reader, job.pseudo)
         return queries, {"mode": "pseudo-queries", "pseudo_queries": asdict(job.pseudo),
-                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}, held
+                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}, dev
     judged = dataset.load(job.split)
     if job.dev_split is not None:
         overlap = set(judged.queries) & set(dataset.load(job.dev_split).queries)
@@ -461,7 +461,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     dataset = BeirDataset(job.dataset)
     work_dir = job.resolved_work_dir
     snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
-    queries, source, held = training_queries(job, dataset)
+    queries, source, pseudo_dev = training_queries(job, dataset)
     data_info = {
         "dataset": str(dataset.root.resolve()),
         "index_version": snapshot.manifest.version,
@@ -493,11 +493,11 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     dev_eval = None
     dev_dataset, dev_split, dev_index = dataset, job.dev_split, job.index_dir
     if job.pseudo_dev:
-        dev_dataset = write_pseudo_dev(dataset.corpus_path, held, work_dir / "pseudo-dev")
+        dev_dataset = write_pseudo_dev(dataset.corpus_path, pseudo_dev, work_dir / "pseudo-dev")
         dev_split, dev_index = PSEUDO_DEV_SPLIT, work_dir / "pseudo-dev-index"
         ensure_index(dev_dataset, dev_index, progress=progress)
-        log.info("dev split: %d held-out pseudo-queries, their documents indexed without the query text "
-                 "in %s", len(held.queries), dev_index)
+        log.info("dev split: %d pseudo-queries (second crops of training documents, indexed without "
+                 "them) in %s", len(pseudo_dev.queries), dev_index)
     if dev_split is not None:
         dev_dataset.load(dev_split)  # fail now, not after the first epoch, if the split is missing
         dev_eval = partial(
@@ -552,9 +552,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "cut out of the passage) instead of reading --split")
     p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
     p.add_argument("--pseudo-dev", type=int, default=0, metavar="N",
-                   help="label-free: hold N pseudo-queries and their documents out of training and evaluate "
-                   "them each epoch as the dev split (their documents indexed without the query text); "
-                   "chooses the epoch and the rerank weight")
+                   help="label-free (crop): cut a second sentence out of N training documents as dev "
+                   "queries, index the corpus without them and evaluate them each epoch; chooses the "
+                   "epoch and the rerank weight")
     p.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (built there when missing); negatives come from it")
     p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
@@ -605,13 +605,13 @@ def command(args: argparse.Namespace) -> int:
     try:
         pseudo = (
             PseudoQueryConfig(
-                args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed, holdout=args.pseudo_dev
+                args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed, dev=args.pseudo_dev
             )
             if args.pseudo_queries
             else None
         )
         if args.pseudo_dev and pseudo is None:
-            raise ValueError("--pseudo-dev holds out pseudo-queries: it needs --pseudo-queries")
+            raise ValueError("--pseudo-dev makes its dev queries like --pseudo-queries crop: give that too")
         cpus = args.cpus_per_worker
         if cpus is None:
             cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers

@@ -228,52 +228,57 @@ def test_crop_pseudo_queries_cut_a_sentence_or_a_word_window_out():
 
 
 @pytest.mark.unit
-def test_held_out_pseudo_queries_and_their_documents_stay_out_of_training():
+def test_dev_pseudo_queries_are_second_crops_of_training_documents():
     config = PseudoQueryConfig("crop", min_passage_words=8, seed=3)
-    everything = pseudo_queries(PSEUDO_CORPUS, config)
-    train, held = split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=1))
-    assert len(held.queries) == 1 and len(train) == len(everything) - 1
-    (dev,) = held.queries
-    gone = dev.positives[0].doc_id
-    assert dev in everything and dev not in train
-    # never a training positive, never a mined negative: every training query excludes it
-    assert all(q.positives[0].doc_id != gone and gone in q.never_negative for q in train)
-    # the dev index holds the document without the query text, the title kept (crop: body view)
-    source = next(d for d in PSEUDO_CORPUS if d.id == gone)
-    rewritten = held.documents[gone]
-    assert dev.text in source.text and dev.text not in rewritten.text
-    assert rewritten.title == source.title and rewritten.body == dev.positives[0].passage
-    assert split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=1)) == (train, held)  # seeded
-    with pytest.raises(ValueError, match="none would be left"):
-        split_pseudo_queries(PSEUDO_CORPUS, replace(config, holdout=len(everything)))
-    # title queries: the held-out document loses its title, as its positive passage did
-    title = PseudoQueryConfig("title", min_passage_words=8, holdout=1)
-    _, titled = split_pseudo_queries(PSEUDO_CORPUS, title)
-    (doc,) = titled.documents.values()
-    assert doc.title == "" and doc.text == titled.queries[0].positives[0].passage
+    train = pseudo_queries(PSEUDO_CORPUS, config)
+    with_dev, dev = split_pseudo_queries(PSEUDO_CORPUS, replace(config, dev=2))
+    assert with_dev == train  # asking for a dev split changes nothing about training
+    assert len(dev.queries) == 2 and split_pseudo_queries(PSEUDO_CORPUS, replace(config, dev=2))[1] == dev
+    trained = {q.positives[0].doc_id: q for q in train}
+    sources = {d.id: d for d in PSEUDO_CORPUS}
+    for query in dev.queries:
+        doc_id = query.positives[0].doc_id
+        indexed = dev.documents[doc_id]
+        assert doc_id in trained and query.text in sources[doc_id].text
+        # another cut than the trained one: the dev document lacks the dev text, keeps the trained
+        assert query.text not in indexed.text and trained[doc_id].text in indexed.text
+        assert indexed.title == sources[doc_id].title and query.positives[0].passage == indexed.body
+    # only training documents give dev queries: with one training query, one dev query at most
+    (only,) = pseudo_queries(PSEUDO_CORPUS, replace(config, limit=1))
+    _, one = split_pseudo_queries(PSEUDO_CORPUS, replace(config, limit=1, dev=1))
+    assert list(one.documents) == [only.positives[0].doc_id]
+    with pytest.raises(ValueError, match="only 1 training documents"):
+        split_pseudo_queries(PSEUDO_CORPUS, replace(config, limit=1, dev=2))
+    with pytest.raises(ValueError, match="needs crop queries"):
+        PseudoQueryConfig("title", dev=5)
 
 
 @pytest.mark.unit
-def test_pseudo_dev_folder_is_the_corpus_with_held_out_text_cut_and_loads_as_a_judged_split(tmp_path):
+def test_pseudo_dev_folder_is_the_corpus_with_dev_text_cut_and_loads_as_a_judged_split(tmp_path):
+    from jobs.cli import main
     from jobs.pseudo_dev import write_pseudo_dev
 
     records = [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
-    _, held = split_pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, holdout=2))
-    dataset = write_pseudo_dev(corpus, held, tmp_path / "dev")
+    _, dev = split_pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", min_passage_words=8, dev=2))
+    dataset = write_pseudo_dev(corpus, dev, tmp_path / "dev")
     written = [json.loads(line) for line in (tmp_path / "dev" / "corpus.jsonl").open()]
     assert [r["_id"] for r in written] == [r["_id"] for r in records]  # every document, in order
     for original, copy in zip(records, written, strict=True):
-        if original["_id"] in held.documents:
-            assert copy["text"] == held.documents[original["_id"]].text != original["text"]
+        if original["_id"] in dev.documents:
+            assert copy["text"] == dev.documents[original["_id"]].text != original["text"]
         else:
             assert copy == original
     judged = dataset.load("dev")
-    assert judged.qrels == {q.id: {q.positives[0].doc_id: 1} for q in held.queries}
-    assert judged.queries == {q.id: q.text for q in held.queries}
+    assert judged.qrels == {q.id: {q.positives[0].doc_id: 1} for q in dev.queries}
+    assert judged.queries == {q.id: q.text for q in dev.queries}
     before = (tmp_path / "dev" / "corpus.jsonl").read_bytes()
-    write_pseudo_dev(corpus, held, tmp_path / "dev")  # a rerun writes the same bytes: its index is reused
+    write_pseudo_dev(corpus, dev, tmp_path / "dev")  # a rerun writes the same bytes: its index is reused
     assert (tmp_path / "dev" / "corpus.jsonl").read_bytes() == before
+    # `bertsearch pseudo-dev` writes the same folder for the default crop settings
+    _, default = split_pseudo_queries(PSEUDO_CORPUS, PseudoQueryConfig("crop", dev=1))
+    assert main(["pseudo-dev", str(tmp_path), "--out", str(tmp_path / "cli"), "--queries", "1"]) == 0
+    assert BeirDataset(tmp_path / "cli").load("dev").queries == {q.id: q.text for q in default.queries}
 
 
 # --- mining over a real (tiny) index -------------------------------------------------------------
@@ -513,7 +518,7 @@ def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operat
 
 
 @pytest.mark.integration
-def test_label_free_train_command_chooses_epoch_and_weight_on_held_out_pseudo_queries(
+def test_label_free_train_command_chooses_epoch_and_weight_on_pseudo_dev_queries(
     local_ray, tmp_path, tiny_bert_dir, corpus_records
 ):
     from jobs.cli import main
@@ -532,17 +537,17 @@ def test_label_free_train_command_chooses_epoch_and_weight_on_held_out_pseudo_qu
     assert code == 0
     meta = json.loads((out / "metadata.json").read_text())
     dev = Path(meta["data"]["dev_dataset"])
-    (held_id,) = BeirDataset(dev).load("dev").qrels.values()
-    (held_doc,) = held_id
-    # the held-out document was neither a positive nor a negative of any training group
+    (judged,) = BeirDataset(dev).load("dev").qrels.values()
+    (dev_doc,) = judged
+    # every crop trains; the dev query is another cut of one of their documents
     groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]
-    assert len(groups) == 2 and all(held_doc not in g["doc_ids"] for g in groups)  # 3 crops, 1 held out
+    assert len(groups) == 3 and dev_doc in {g["doc_ids"][0] for g in groups}
     # each epoch was evaluated on it and chose a weight; the best epoch's weight and depth serve
     assert all(e["dev_rerank_weight"] in [w / 10 for w in range(11)] for e in meta["epochs"])
     best = meta["epochs"][meta["best_epoch"] - 1]
     served = CrossEncoder(out)
     assert (served.rerank_weight, served.rerank_top_n) == (best["dev_rerank_weight"], 6)
-    # its index holds the held-out document without the query text
+    # its index holds that document without the dev query's text
     (query,) = BeirDataset(dev).load("dev").queries.values()
     dev_index = out.with_name("model.work") / "pseudo-dev-index"
     pipeline = open_pipeline(dev_index, config=PipelineConfig(rerank=False))
@@ -550,8 +555,8 @@ def test_label_free_train_command_chooses_epoch_and_weight_on_held_out_pseudo_qu
         found = pipeline.search(query, top_k=len(records))
     finally:
         pipeline.close()
-    source = next(r for r in records if r["_id"] == held_doc)
-    assert query in source["text"] and query not in found.documents[held_doc].text
+    source = next(r for r in records if r["_id"] == dev_doc)
+    assert query in source["text"] and query not in found.documents[dev_doc].text
 
 
 @pytest.mark.integration

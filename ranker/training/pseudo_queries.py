@@ -10,10 +10,13 @@ the query text, so the model cannot solve the task by string matching:
   the query and the title + remaining text is the passage. Text without sentence punctuation
   (e.g. Vaswani) gets a window of words cut out instead.
 
-A label-free run has no judged queries to choose its epoch and rerank weight with. ``holdout``
-keeps some pseudo-queries out of training, with their documents (``split_pseudo_queries``): a
-dev set of the same kind, judged by construction, whose documents are indexed without the
-query text so that retrieval cannot find them by the copied words either.
+A label-free run has no judged queries to choose its epoch and rerank weight with. ``dev``
+makes some (``split_pseudo_queries``): for a seeded sample of the training documents, a second
+crop, a different sentence from the one trained on, is a dev query, and the document without
+that sentence is what a dev index must hold. The dev documents are training positives, as
+nearly every document a served query finds is, so the dev split sees the model as it is used
+(holding documents out of training instead would pit never-seen documents against ones the
+model was trained to rank first).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ class PseudoQueryConfig:
 
     ``min_query_words``/``max_query_words`` bound a query's length, ``min_passage_words`` what
     must remain of the passage once the query is cut out; documents outside them are skipped.
-    ``window_words``: the span cut out of text that has no sentence boundaries. ``holdout``: this
-    many queries (a seeded sample, drawn before ``limit``) are kept out of training as a dev set.
+    ``window_words``: the span cut out of text that has no sentence boundaries. ``dev``: this many
+    training documents (a seeded sample) also give a second crop as a dev query (crop only).
     """
 
     method: PseudoQueryMethod
@@ -52,7 +55,7 @@ class PseudoQueryConfig:
     max_query_words: int = 40
     min_passage_words: int = 12
     window_words: tuple[int, int] = (8, 16)
-    holdout: int = 0
+    dev: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -64,8 +67,11 @@ class PseudoQueryConfig:
         low, high = self.window_words
         if not 1 <= low <= high:
             raise ValueError(f"window_words must be (low, high), 1 <= low <= high, got {self.window_words}")
-        if self.holdout < 0:
-            raise ValueError(f"holdout must be 0 or more, got {self.holdout}")
+        if self.dev < 0:
+            raise ValueError(f"dev must be 0 or more, got {self.dev}")
+        if self.dev and self.method != "crop":
+            raise ValueError("a pseudo-query dev split needs crop queries: a document has one title, "
+                             "and it is already a training query")
 
     @property
     def passage_view(self) -> PassageView:
@@ -74,71 +80,83 @@ class PseudoQueryConfig:
 
 
 @dataclass(frozen=True)
-class HeldOut:
-    """Pseudo-queries kept out of training, and their documents as a dev index must hold them:
-    without the query text (``documents``, by id)."""
+class PseudoDev:
+    """Dev queries made from training documents, and those documents as a dev index must hold
+    them: without the dev query's text (``documents``, by id)."""
 
     queries: list[TrainingQuery]
     documents: dict[str, Document]
 
 
 def pseudo_queries(documents: Iterable[Document], config: PseudoQueryConfig) -> list[TrainingQuery]:
-    """Training queries made from ``documents`` (less any ``holdout``); see ``split_pseudo_queries``."""
+    """Training queries made from ``documents``; see ``split_pseudo_queries``."""
     return split_pseudo_queries(documents, config)[0]
 
 
 def split_pseudo_queries(
     documents: Iterable[Document], config: PseudoQueryConfig
-) -> tuple[list[TrainingQuery], HeldOut]:
+) -> tuple[list[TrainingQuery], PseudoDev]:
     """Training queries made from ``documents``, each excluding its source document from
-    negatives, and the ``config.holdout`` queries kept out of them.
+    negatives, and ``config.dev`` dev queries: other crops of training documents.
 
-    A held-out document is never a training positive, nor a negative: the dev set stays unseen.
-    Deterministic for a given corpus and config: documents are visited in id order and every
-    random choice is seeded by the config seed (and the document id).
+    The training queries do not depend on ``config.dev``. Deterministic for a given corpus and
+    config: documents are visited in id order and every random choice is seeded by the config
+    seed (and the document id).
     """
     docs = sorted(documents, key=lambda d: d.id)
-    make = _title_query if config.method == "title" else _crop_query
     same_title: dict[str, set[str]] = {}
     if config.method == "title":
         for doc in docs:
             same_title.setdefault(_normalise(doc.title), set()).add(doc.id)
     made: list[TrainingQuery] = []
-    remains: dict[str, Document] = {}
+    by_id: dict[str, tuple[Document, frozenset[int]]] = {}
     for doc in docs:
-        cut = make(doc, config, random.Random(f"{config.seed}/{doc.id}"))
+        rng = random.Random(f"{config.seed}/{doc.id}")
+        cut = _title_query(doc, config) if config.method == "title" else _crop_query(doc, config, rng)
         if cut is None:
             continue
-        query, remaining = cut
+        query, remaining, used = cut
         # Another document with the very same title is as good an answer to it: not a negative.
         excluded = frozenset(same_title.get(_normalise(doc.title), ()))
-        passage = passage_of(remaining, config.passage_view)
         made.append(
             TrainingQuery(
                 id=f"{config.method}:{doc.id}",
                 text=query,
-                positives=(Positive(doc.id, passage),),
+                positives=(Positive(doc.id, passage_of(remaining, config.passage_view)),),
                 excluded=excluded | {doc.id},
             )
         )
-        remains[doc.id] = remaining
-    held: list[TrainingQuery] = []
-    if config.holdout:
-        if config.holdout >= len(made):
-            raise ValueError(
-                f"cannot hold out {config.holdout} of {len(made)} pseudo-queries: none would be left to train"
-            )
-        rng = random.Random(f"{config.seed}/holdout")
-        held = sorted(rng.sample(made, config.holdout), key=lambda q: q.id)
-        gone = frozenset(q.positives[0].doc_id for q in held)
-        made = [replace(q, excluded=q.excluded | gone) for q in made if q.positives[0].doc_id not in gone]
+        by_id[doc.id] = (doc, used)
     if config.limit is not None and len(made) > config.limit:
         made = sorted(random.Random(config.seed).sample(made, config.limit), key=lambda q: q.id)
-    documents_held = {q.positives[0].doc_id: remains[q.positives[0].doc_id] for q in held}
-    return made, HeldOut(queries=held, documents=documents_held)
+    return made, _dev_queries(made, by_id, config)
 
 
-def _title_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, Document] | None:
+def _dev_queries(
+    training: list[TrainingQuery],
+    by_id: dict[str, tuple[Document, frozenset[int]]],
+    config: PseudoQueryConfig,
+) -> PseudoDev:
+    """A second crop of ``config.dev`` training documents, never overlapping the trained one."""
+    if not config.dev:
+        return PseudoDev(queries=[], documents={})
+    candidates = []
+    for query in training:
+        doc, used = by_id[query.positives[0].doc_id]
+        cut = _crop_query(doc, config, random.Random(f"{config.seed}/dev/{doc.id}"), avoid=used)
+        if cut is not None:
+            candidates.append((f"dev:{doc.id}", cut[0], cut[1]))
+    if len(candidates) < config.dev:
+        raise ValueError(
+            f"asked for {config.dev} dev queries, but only {len(candidates)} training documents have a "
+            "second sentence (or word window) to cut out"
+        )
+    chosen = sorted(random.Random(f"{config.seed}/dev").sample(candidates, config.dev), key=lambda c: c[0])
+    queries = [TrainingQuery(qid, text, positives=(Positive(doc.id, doc.body),)) for qid, text, doc in chosen]
+    return PseudoDev(queries=queries, documents={doc.id: doc for _, _, doc in chosen})
+
+
+def _title_query(doc: Document, config: PseudoQueryConfig) -> tuple[str, Document, frozenset[int]] | None:
     title = " ".join(doc.title.split())
     if not _words_between(title, config.min_query_words, config.max_query_words):
         return None
@@ -146,32 +164,46 @@ def _title_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -
     passage = " ".join(passage.split())
     if len(passage.split()) < config.min_passage_words:
         return None
-    return title, replace(doc, title="", text=passage)
+    return title, replace(doc, title="", text=passage), frozenset()
 
 
-def _crop_query(doc: Document, config: PseudoQueryConfig, rng: random.Random) -> tuple[str, Document] | None:
+def _crop_query(
+    doc: Document, config: PseudoQueryConfig, rng: random.Random, avoid: frozenset[int] = frozenset()
+) -> tuple[str, Document, frozenset[int]] | None:
+    """(query, the document without it, what was cut: sentence or word positions) or None.
+
+    ``avoid``: positions an earlier crop of this document took; this one takes none of them.
+    """
     text = " ".join(doc.text.split())
     sentences = split_sentences(text)
     if len(sentences) >= 2:
         low, high = config.min_query_words, config.max_query_words
-        choices = [i for i, s in enumerate(sentences) if _words_between(s, low, high)]
+        choices = [i for i, s in enumerate(sentences) if _words_between(s, low, high) and i not in avoid]
         if not choices:
             return None
         pick = rng.choice(choices)
         query = sentences[pick]
         rest = " ".join(s for i, s in enumerate(sentences) if i != pick)
+        used = frozenset({pick})
     else:
         words = text.split()
         low, high = config.window_words
         span = rng.randint(low, high)
         if len(words) < span + config.min_passage_words:
             return None
-        start = rng.randint(0, len(words) - span)
+        if avoid:
+            starts = [i for i in range(len(words) - span + 1) if avoid.isdisjoint(range(i, i + span))]
+            if not starts:
+                return None
+            start = rng.choice(starts)
+        else:
+            start = rng.randint(0, len(words) - span)
         query = " ".join(words[start : start + span])
         rest = " ".join(words[:start] + words[start + span :])
+        used = frozenset(range(start, start + span))
     if len(rest.split()) < config.min_passage_words:
         return None
-    return query, replace(doc, title=doc.title.strip(), text=rest)
+    return query, replace(doc, title=doc.title.strip(), text=rest), used
 
 
 def split_sentences(text: str) -> list[str]:
