@@ -490,17 +490,24 @@ def test_train_command_mines_trains_evaluates_dev_and_writes_model_dir(
     np.testing.assert_allclose(theirs, 1 / (1 + np.exp(-ours)), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.integration
-def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operating_point(
-    local_ray, tmp_path, tiny_bert_dir, corpus_records
-):
-    from jobs.cli import main
-
-    data = tmp_path / "data"  # a corpus and nothing else: no queries, no qrels
+@pytest.fixture()
+def unjudged_corpus(tmp_path, tiny_bert_dir, corpus_records) -> tuple[Path, list[dict]]:
+    """A folder holding a corpus and nothing else (no queries, no qrels), indexed in tmp_path/index."""
+    data = tmp_path / "data"
     data.mkdir()
     records = corpus_records + [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
     write_jsonl(data / "corpus.jsonl", records)
     build_index(data, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    return data, records
+
+
+@pytest.mark.integration
+def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operating_point(
+    local_ray, tmp_path, tiny_bert_dir, unjudged_corpus
+):
+    from jobs.cli import main
+
+    data, records = unjudged_corpus
     out = tmp_path / "model"
     code = main(["train", str(data), "--pseudo-queries", "crop", "--index-dir", str(tmp_path / "index"),
                  "--out", str(out), "--base-model", str(tiny_bert_dir), "--workers", "2", "--cpus-per-worker",
@@ -519,15 +526,11 @@ def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operat
 
 @pytest.mark.integration
 def test_label_free_train_command_chooses_epoch_and_weight_on_pseudo_dev_queries(
-    local_ray, tmp_path, tiny_bert_dir, corpus_records
+    local_ray, tmp_path, tiny_bert_dir, unjudged_corpus
 ):
     from jobs.cli import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    records = corpus_records + [{"_id": d.id, "title": d.title, "text": d.text} for d in PSEUDO_CORPUS]
-    write_jsonl(data / "corpus.jsonl", records)
-    build_index(data, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    data, records = unjudged_corpus
     out = tmp_path / "model"
     code = main(["train", str(data), "--pseudo-queries", "crop", "--pseudo-dev", "1", "--index-dir",
                  str(tmp_path / "index"), "--out", str(out), "--base-model", str(tiny_bert_dir),
