@@ -1,13 +1,13 @@
 """A judged dev split for a corpus that has none, made of pseudo-queries and written as a BEIR folder.
 
-For a seeded sample of the documents a label-free run trains on, a second crop (a sentence, or
-a word window, other than the one trained on) is a dev query whose only relevant document is
+For a seeded sample of the documents a label-free crop run trains on, a second crop (a sentence,
+or a word window, other than the one trained on) is a dev query whose only relevant document is
 the one it came from (``ranker.training.pseudo_queries.split_pseudo_queries``). The folder holds
 a copy of the corpus in which those documents have lost that text, so that BM25 cannot find
-them by the copied words. Indexed like any dataset, it is what ``bertsearch train --pseudo-dev``
-evaluates after every epoch to choose the epoch and the rerank weight, and what
-``bertsearch pseudo-dev`` writes for ``tune-rerank-weight`` and ``eval`` to use on a model
-trained already. It measures the pseudo-query task, not real queries.
+them by the copied words. ``bertsearch pseudo-dev`` writes it; ``tune-rerank-weight`` and
+``eval`` read it like any dataset. It measures the pseudo-query task, not real queries: it
+tells whether a label-free model has learned its task, and the rerank weight it favours was
+higher than judged queries favour on every set it was checked against (docs/training.md).
 """
 
 from __future__ import annotations

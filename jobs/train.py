@@ -28,7 +28,7 @@ import torch
 from ranker.cross_encoder import METADATA_FILE
 from ranker.training.examples import MiningConfig, TrainingGroup
 from ranker.training.loop import MODEL_SUBDIR, STATE_FILE, DevEvaluation, TrainConfig, train_loop_per_worker
-from ranker.training.pseudo_queries import METHODS, PseudoDev, PseudoQueryConfig
+from ranker.training.pseudo_queries import METHODS, PseudoQueryConfig
 
 log = logging.getLogger(__name__)
 
@@ -300,10 +300,8 @@ class TrainJob:
     (judged, disjoint from the training queries) is evaluated after every epoch with the
     ``bertsearch eval`` code, ``hybrid`` against ``hybrid+rerank`` over ``dev_depth`` candidates
     with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept, with the
-    rerank weight chosen on the dev split. A label-free run can make its own dev split instead
-    (``pseudo.dev``: second crops of training documents, ``jobs.pseudo_dev``).
-    Without a dev split, ``rerank_weight`` and ``rerank_top_n`` (if given) are the operating
-    point written for serving, e.g. one chosen for a label-free model of another corpus.
+    rerank weight chosen on the dev split. Without a dev split, ``rerank_weight`` (if given) is
+    the weight written for serving, e.g. one tuned for a label-free model of another corpus.
     """
 
     dataset: Path
@@ -330,16 +328,13 @@ class TrainJob:
             )
         if self.dev_split is not None and self.pseudo is None and self.dev_split == self.split:
             raise ValueError(f"the dev split must differ from the training split ({self.split!r})")
-        if self.pseudo_dev and self.dev_split is not None:
-            raise ValueError("--pseudo-dev makes a dev split of pseudo-queries; --dev-split names "
-                             "a judged one: give one of them")
         if self.rerank_weight is not None:
-            if self.has_dev:
+            if self.dev_split is not None:
                 raise ValueError("--rerank-weight is for runs without a dev split; a dev split chooses it")
             if not 0.0 <= self.rerank_weight <= 1.0:
                 raise ValueError(f"--rerank-weight must be between 0 and 1, got {self.rerank_weight}")
         if self.rerank_top_n is not None:
-            if self.has_dev:
+            if self.dev_split is not None:
                 raise ValueError("--rerank-top-n is for runs without a dev split; with one, "
                                  "--dev-rerank-top-n is the depth the dev split tunes the weight at")
             if self.rerank_top_n < 1:
@@ -350,15 +345,6 @@ class TrainJob:
             raise ValueError(
                 f"dev_metric must be one of ndcg@10, mrr@10, recall@100, map@100, not {self.dev_metric!r}"
             )
-
-    @property
-    def pseudo_dev(self) -> bool:
-        """Whether the dev split is made of pseudo-queries."""
-        return self.pseudo is not None and self.pseudo.dev > 0
-
-    @property
-    def has_dev(self) -> bool:
-        return self.dev_split is not None or self.pseudo_dev
 
     @property
     def resolved_work_dir(self) -> Path:
@@ -420,18 +406,17 @@ def evaluate_dev(
     return metrics
 
 
-def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any], PseudoDev | None]:
-    """The job's training queries, a description of where they came from (for metadata) and,
-    in a label-free run, its pseudo-query dev split (None in a judged run)."""
+def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
+    """The job's training queries and a description of where they came from (for metadata)."""
     from indexer.corpus import CorpusReader
     from ranker.training.examples import queries_from_qrels
-    from ranker.training.pseudo_queries import split_pseudo_queries
+    from ranker.training.pseudo_queries import pseudo_queries
 
     if job.pseudo is not None:
         reader = CorpusReader(dataset.corpus_path)
-        queries, dev = split_pseudo_queries(reader, job.pseudo)
+        queries = pseudo_queries(reader, job.pseudo)
         return queries, {"mode": "pseudo-queries", "pseudo_queries": asdict(job.pseudo),
-                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}, dev
+                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}
     judged = dataset.load(job.split)
     if job.dev_split is not None:
         overlap = set(judged.queries) & set(dataset.load(job.dev_split).queries)
@@ -442,7 +427,7 @@ def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any], Pseu
             )
     queries = queries_from_qrels(judged.queries, judged.qrels)
     return queries, {"mode": "judgments", "split": job.split, "queries": len(queries),
-                     "qrels": str(dataset.qrels_path(job.split))}, None
+                     "qrels": str(dataset.qrels_path(job.split))}
 
 
 def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
@@ -451,8 +436,6 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
 
     from jobs.beir import BeirDataset
     from jobs.evaluation import ensure_index
-    from jobs.pseudo_dev import SPLIT as PSEUDO_DEV_SPLIT
-    from jobs.pseudo_dev import write_pseudo_dev
     from ranker.factory import open_pipeline
     from ranker.pipeline import PipelineConfig
     from ranker.training.examples import mine_groups
@@ -461,7 +444,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     dataset = BeirDataset(job.dataset)
     work_dir = job.resolved_work_dir
     snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
-    queries, source, pseudo_dev = training_queries(job, dataset)
+    queries, source = training_queries(job, dataset)
     data_info = {
         "dataset": str(dataset.root.resolve()),
         "index_version": snapshot.manifest.version,
@@ -491,20 +474,13 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
             {"queries": report.queries, "groups": len(groups), "skipped": report.skipped,
              "padded_groups": report.padded_groups, "seconds": round(mining_seconds, 1)}, indent=2))
     dev_eval = None
-    dev_dataset, dev_split, dev_index = dataset, job.dev_split, job.index_dir
-    if job.pseudo_dev:
-        dev_dataset = write_pseudo_dev(dataset.corpus_path, pseudo_dev, work_dir / "pseudo-dev")
-        dev_split, dev_index = PSEUDO_DEV_SPLIT, work_dir / "pseudo-dev-index"
-        ensure_index(dev_dataset, dev_index, progress=progress)
-        log.info("dev split: %d pseudo-queries (second crops of training documents, indexed without "
-                 "them) in %s", len(pseudo_dev.queries), dev_index)
-    if dev_split is not None:
-        dev_dataset.load(dev_split)  # fail now, not after the first epoch, if the split is missing
+    if job.dev_split is not None:
+        dataset.load(job.dev_split)  # fail now, not after the first epoch, if the split is missing
         dev_eval = partial(
             evaluate_dev,
-            dataset=dev_dataset.root.resolve(),
-            split=dev_split,
-            index_dir=dev_index.resolve(),
+            dataset=dataset.root.resolve(),
+            split=job.dev_split,
+            index_dir=job.index_dir.resolve(),
             reports=work_dir.resolve() / "dev",
             depth=job.dev_depth,
             rerank_top_n=job.dev_rerank_top_n,
@@ -520,13 +496,12 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
         dev_eval=dev_eval,
         dev_metric=job.dev_metric,
         metadata={
-            "data": {**data_info, "dev_split": dev_split, "groups_file": str(work_dir / GROUPS_FILE),
-                     **({"dev_dataset": str(dev_dataset.root.resolve())} if job.pseudo_dev else {})},
+            "data": {**data_info, "dev_split": job.dev_split, "groups_file": str(work_dir / GROUPS_FILE)},
             "mining_seconds": round(mining_seconds, 1),
             "preparation_seconds": round(time.perf_counter() - started, 1),  # index check + mining
             **({"rerank_weight": job.rerank_weight} if job.rerank_weight is not None else {}),
             # the depth the dev split tuned the weight at is the depth to serve with
-            **({"rerank_top_n": job.dev_rerank_top_n} if dev_split is not None else {}),
+            **({"rerank_top_n": job.dev_rerank_top_n} if job.dev_split is not None else {}),
             **({"rerank_top_n": job.rerank_top_n} if job.rerank_top_n is not None else {}),
         },
     )
@@ -551,10 +526,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="label-free: make queries from the corpus (title: title as query; crop: a sentence "
                    "cut out of the passage) instead of reading --split")
     p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
-    p.add_argument("--pseudo-dev", type=int, default=0, metavar="N",
-                   help="label-free (crop): cut a second sentence out of N training documents as dev "
-                   "queries, index the corpus without them and evaluate them each epoch; chooses the "
-                   "epoch and the rerank weight")
     p.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (built there when missing); negatives come from it")
     p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
@@ -604,14 +575,10 @@ def command(args: argparse.Namespace) -> int:
 
     try:
         pseudo = (
-            PseudoQueryConfig(
-                args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed, dev=args.pseudo_dev
-            )
+            PseudoQueryConfig(args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed)
             if args.pseudo_queries
             else None
         )
-        if args.pseudo_dev and pseudo is None:
-            raise ValueError("--pseudo-dev makes its dev queries like --pseudo-queries crop: give that too")
         cpus = args.cpus_per_worker
         if cpus is None:
             cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers

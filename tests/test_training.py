@@ -18,7 +18,6 @@ from indexer.embedder import Embedder
 from jobs.beir import BeirDataset
 from ranker.cross_encoder import CrossEncoder
 from ranker.factory import open_pipeline
-from ranker.pipeline import PipelineConfig
 from ranker.training.examples import (
     MiningConfig,
     Positive,
@@ -522,44 +521,19 @@ def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operat
     assert meta["training_groups"] == len(made) >= 2  # one group per crop, negatives mined from the index
     served = CrossEncoder(out)
     assert (served.rerank_weight, served.rerank_top_n, served.max_length) == (0.2, 5, 64)
-
-
-@pytest.mark.integration
-def test_label_free_train_command_chooses_epoch_and_weight_on_pseudo_dev_queries(
-    local_ray, tmp_path, tiny_bert_dir, unjudged_corpus
-):
-    from jobs.cli import main
-
-    data, records = unjudged_corpus
-    out = tmp_path / "model"
-    code = main(["train", str(data), "--pseudo-queries", "crop", "--pseudo-dev", "1", "--index-dir",
-                 str(tmp_path / "index"), "--out", str(out), "--base-model", str(tiny_bert_dir),
-                 "--workers", "2", "--cpus-per-worker", "1", "--epochs", "2", "--groups-per-batch", "1",
-                 "--depth", "8", "--negatives", "3", "--max-length", "64", "--dev-depth", "8",
-                 "--dev-rerank-top-n", "6"])
-    assert code == 0
-    meta = json.loads((out / "metadata.json").read_text())
-    dev = Path(meta["data"]["dev_dataset"])
-    (judged,) = BeirDataset(dev).load("dev").qrels.values()
-    (dev_doc,) = judged
-    # every crop trains; the dev query is another cut of one of their documents
+    # a judgment-free check of the model: second crops of its training documents as a dev split
+    dev = tmp_path / "pseudo-dev"
+    assert main(["pseudo-dev", str(data), "--out", str(dev), "--queries", "2"]) == 0
+    assert main(["tune-rerank-weight", str(dev), "--split", "dev", "--reranker", str(out), "--index-dir",
+                 str(dev / "index"), "--rerank-top-n", "5", "--no-progress"]) == 0
+    qrels = BeirDataset(dev).load("dev").qrels
     groups = [json.loads(line) for line in (out.with_name("model.work") / "groups.jsonl").open()]
-    assert len(groups) == 3 and dev_doc in {g["doc_ids"][0] for g in groups}
-    # each epoch was evaluated on it and chose a weight; the best epoch's weight and depth serve
-    assert all(e["dev_rerank_weight"] in [w / 10 for w in range(11)] for e in meta["epochs"])
-    best = meta["epochs"][meta["best_epoch"] - 1]
-    served = CrossEncoder(out)
-    assert (served.rerank_weight, served.rerank_top_n) == (best["dev_rerank_weight"], 6)
-    # its index holds that document without the dev query's text
-    (query,) = BeirDataset(dev).load("dev").queries.values()
-    dev_index = out.with_name("model.work") / "pseudo-dev-index"
-    pipeline = open_pipeline(dev_index, config=PipelineConfig(rerank=False))
-    try:
-        found = pipeline.search(query, top_k=len(records))
-    finally:
-        pipeline.close()
-    source = next(r for r in records if r["_id"] == dev_doc)
-    assert query in source["text"] and query not in found.documents[dev_doc].text
+    trained = {g["doc_ids"][0] for g in groups}
+    assert len(qrels) == 2
+    assert all(q == f"dev:{doc}" and doc in trained for q, docs in qrels.items() for doc in docs)
+    tuned = json.loads((out / "metadata.json").read_text())
+    assert tuned["rerank_weight"] in [w / 10 for w in range(11)] and tuned["rerank_top_n"] == 5
+    assert (dev / "index" / "CURRENT").is_file()  # the copy without the dev text was indexed
 
 
 @pytest.mark.integration
