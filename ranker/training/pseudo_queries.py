@@ -10,13 +10,14 @@ the query text, so the model cannot solve the task by string matching:
   the query and the title + remaining text is the passage. Text without sentence punctuation
   (e.g. Vaswani) gets a window of words cut out instead.
 
-A label-free run has no judged queries to choose its epoch and rerank weight with. ``dev``
-makes some (``split_pseudo_queries``): for a seeded sample of the training documents, a second
-crop, a different sentence from the one trained on, is a dev query, and the document without
-that sentence is what a dev index must hold. The dev documents are training positives, as
-nearly every document a served query finds is, so the dev split sees the model as it is used
-(holding documents out of training instead would pit never-seen documents against ones the
-model was trained to rank first).
+A label-free model has no judged queries to be checked on. ``dev`` makes some of the same kind
+(``split_pseudo_queries``, written out by ``jobs.pseudo_dev``): for a seeded sample of the
+training documents, a second crop, one that does not overlap the trained one, is a dev query,
+and the document without it is what a dev index must hold. The dev documents are training
+documents, as most documents a served query finds are when training covered most of the corpus
+(holding documents out of training instead pits never-seen documents against ones the model was
+trained to rank first). It measures the pseudo-query task; on judged sets the rerank weight it
+favoured was too high (docs/training.md, label-free attempt 4).
 """
 
 from __future__ import annotations
