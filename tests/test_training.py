@@ -532,7 +532,10 @@ def test_label_free_train_command_needs_no_judgments_and_writes_the_given_operat
     assert len(qrels) == 2
     assert all(q == f"dev:{doc}" and doc in trained for q, docs in qrels.items() for doc in docs)
     tuned = json.loads((out / "metadata.json").read_text())
-    assert tuned["rerank_weight"] in [w / 10 for w in range(11)] and tuned["rerank_top_n"] == 5
+    tuning = tuned["rerank_weight_tuning"]
+    assert (tuning["dataset"], tuning["split"]) == (str(dev.resolve()), "dev")
+    assert len(tuning["by_weight"]) == 11  # every weight of the grid was scored on the pseudo-dev queries
+    assert tuned["rerank_weight"] == tuning["weight"] and tuned["rerank_top_n"] == 5
     assert (dev / "index" / "CURRENT").is_file()  # the copy without the dev text was indexed
 
 
