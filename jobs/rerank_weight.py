@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from ranker.pipeline import order_reranked, retrieval_score
 WEIGHTS = tuple(round(step / 10, 1) for step in range(11))
 DEPTHS = (10, 20, 30, 40, 50)
 RERANKED_CONFIG = "hybrid+rerank"
+CHOICE_FILE = "choice.json"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def choose_rerank_weight(
     for weight in weights:
         per_query = per_query_scores(qrels, ranx_run(reweighted(run, weight), qrels), [metric])[metric]
         by_weight[float(weight)] = float(np.mean([per_query.get(q, 0.0) for q in query_ids]))
-    best = max(by_weight, key=lambda w: (round(by_weight[w], 12), w))
+    best = _best_weight(by_weight)
     return WeightChoice(
         weight=best,
         metric=metric,
@@ -109,6 +111,16 @@ def choose_rerank_weight(
         by_weight=by_weight,
         depth=run.pipeline.rerank_top_n,
     )
+
+
+def _best_weight(by_weight: dict[float, float]) -> float:
+    """Ties go to the larger weight: the reranker was trained to be used."""
+    return max(by_weight, key=lambda w: (round(by_weight[w], 12), w))
+
+
+def _best_depth(choices: dict[int, WeightChoice]) -> int:
+    """Ties go to the smaller depth: the same quality for less reranking."""
+    return max(choices, key=lambda depth: (round(choices[depth].value, 12), -depth))
 
 
 def at_depth(run: ConfigRun, top_n: int) -> ConfigRun:
@@ -159,8 +171,39 @@ def choose_operating_point(
         depth: choose_rerank_weight(at_depth(run, depth), judged, metric=metric, weights=weights)
         for depth in sorted(depths)
     }
-    best = max(choices, key=lambda depth: (round(choices[depth].value, 12), -depth))
+    best = _best_depth(choices)
     return replace(choices[best], depth=best, by_depth={d: c.by_weight for d, c in choices.items()})
+
+
+def pooled_choice(choices: Sequence[WeightChoice]) -> WeightChoice:
+    """The (depth, weight) whose mean metric over several judged sets' choices is best.
+
+    For a reranker whose own corpus has no judgments: each of ``choices`` holds the tables of a
+    model trained the same way on another, judged corpus (``tune-rerank-weight --dry-run``),
+    and the operating point that served those best on average is taken. Each set counts the
+    same, whatever its number of queries. Only depths and weights every set tried are pooled;
+    the tie rules are those of ``choose_operating_point``.
+    """
+    if not choices:
+        raise ValueError("pool at least one weight choice")
+    metrics = {choice.metric for choice in choices}
+    if len(metrics) > 1:
+        raise ValueError(f"the choices optimised different metrics ({', '.join(sorted(metrics))}); pool one")
+    tables = [choice.by_depth or {choice.depth: choice.by_weight} for choice in choices]
+    depths = set.intersection(*(set(table) for table in tables))
+    weights = set.intersection(*(set(by_weight) for table in tables for by_weight in table.values()))
+    if not depths or not weights:
+        raise ValueError("the choices share no rerank depth and weight; tune them on a common grid")
+    pooled = {}
+    for depth in sorted(depths, key=lambda d: (d is None, d)):
+        by_weight = {w: float(np.mean([table[depth][w] for table in tables])) for w in sorted(weights)}
+        best = _best_weight(by_weight)
+        pooled[depth] = WeightChoice(
+            weight=best, metric=choices[0].metric, value=by_weight[best], by_weight=by_weight, depth=depth
+        )
+    best = _best_depth(pooled)
+    by_depth = {d: c.by_weight for d, c in pooled.items()} if len(pooled) > 1 else {}
+    return replace(pooled[best], by_depth=by_depth)
 
 
 def tuning_eval_config(config: EvalConfig) -> EvalConfig:
@@ -179,24 +222,46 @@ def choice_from(
     return choose_rerank_weight(run, judged, metric=metric)
 
 
-def record_choice(model_dir: Path, choice: WeightChoice, source: dict) -> dict:
-    """Write the chosen weight into ``model_dir/metadata.json`` (serving reads it from there)."""
-    metadata = read_metadata(model_dir)
-    metadata["rerank_weight"] = choice.weight
-    if choice.depth is not None:
-        metadata["rerank_top_n"] = choice.depth
-    metadata["rerank_weight_tuning"] = {
+def choice_record(choice: WeightChoice, source: dict) -> dict:
+    """``choice`` and where it was made, as JSON (``choice_from_record`` reads it back)."""
+    return {
         **asdict(choice),
         "by_weight": {f"{w:.1f}": v for w, v in choice.by_weight.items()},
         "by_depth": {str(d): {f"{w:.1f}": v for w, v in t.items()} for d, t in choice.by_depth.items()},
         **source,
         "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    path = Path(model_dir) / METADATA_FILE
-    staging = path.with_suffix(".json.partial")
-    staging.write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
-    staging.replace(path)
+
+
+def choice_from_record(record: dict) -> WeightChoice:
+    def weights(table: dict) -> dict[float, float]:
+        return {float(w): float(v) for w, v in table.items()}
+
+    return WeightChoice(
+        weight=float(record["weight"]),
+        metric=record["metric"],
+        value=float(record["value"]),
+        by_weight=weights(record["by_weight"]),
+        depth=record.get("depth"),
+        by_depth={int(d): weights(t) for d, t in record.get("by_depth", {}).items()},
+    )
+
+
+def record_choice(model_dir: Path, choice: WeightChoice, source: dict) -> dict:
+    """Write the chosen weight into ``model_dir/metadata.json`` (serving reads it from there)."""
+    metadata = read_metadata(model_dir)
+    metadata["rerank_weight"] = choice.weight
+    if choice.depth is not None:
+        metadata["rerank_top_n"] = choice.depth
+    metadata["rerank_weight_tuning"] = choice_record(choice, source)
+    _write_json(Path(model_dir) / METADATA_FILE, metadata)
     return metadata
+
+
+def _write_json(path: Path, data: dict) -> None:
+    staging = path.with_suffix(".json.partial")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    staging.replace(path)
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -225,7 +290,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "largest is reranked once and the others re-ordered from it; the choice is written as rerank_top_n",
     )
     p.add_argument("--metric", default="ndcg@10", help="metric to maximise (default ndcg@10)")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default MODEL_DIR.work/tune-SPLIT)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"report folder, with the choice and its tables in {CHOICE_FILE} "
+        "(default MODEL_DIR.work/tune-SPLIT)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=f"choose and report, but leave MODEL_DIR/metadata.json as it is (OUT/{CHOICE_FILE} can then "
+        "be pooled by `transfer-rerank-weight`)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=command)
 
@@ -252,21 +329,34 @@ def command(args: argparse.Namespace) -> int:
             config, progress=not args.no_progress, command=" ".join(["bertsearch", *sys.argv[1:]])
         )
         choice = choice_from(result, BeirDataset(args.dataset).load(args.split), args.metric, args.depths)
-        record_choice(
-            args.reranker,
-            choice,
-            {"dataset": str(args.dataset.resolve()), "split": args.split, "report": str(out.resolve())},
-        )
+        hybrid = result.config("hybrid").means.get(args.metric)
+        source = {
+            "dataset": str(args.dataset.resolve()),
+            "split": args.split,
+            "report": str(out.resolve()),
+            "reranker": str(args.reranker.resolve()),
+            "hybrid": hybrid,
+        }
+        _write_json(out / CHOICE_FILE, choice_record(choice, source))
+        if not args.dry_run:
+            record_choice(args.reranker, choice, source)
     except USER_ERRORS as err:
         raise UserError(str(err)) from err
-    hybrid = result.config("hybrid").means.get(args.metric)
     print(choice.describe() + (f"; hybrid {hybrid:.4f}" if hybrid is not None else ""))
-    tables = choice.by_depth or {choice.depth: choice.by_weight}
-    print("  depth " + " ".join(f"{w:6.1f}" for w in WEIGHTS))
-    for depth, by_weight in tables.items():
-        print(f"  {depth!s:>5} " + " ".join(f"{by_weight[w]:.4f}" for w in WEIGHTS))
-    print(f"written to {args.reranker / METADATA_FILE}")
+    print_tables(choice)
+    print(f"choice and tables in {out / CHOICE_FILE}")
+    if not args.dry_run:
+        print(f"written to {args.reranker / METADATA_FILE}")
     return 0
+
+
+def print_tables(choice: WeightChoice) -> None:
+    """The metric at every depth (rows) and weight (columns) ``choice`` was made from."""
+    tables = choice.by_depth or {choice.depth: choice.by_weight}
+    weights = list(next(iter(tables.values())))
+    print("  depth " + " ".join(f"{w:6.1f}" for w in weights))
+    for depth, by_weight in tables.items():
+        print(f"  {depth!s:>5} " + " ".join(f"{by_weight[w]:.4f}" for w in weights))
 
 
 def _depths(text: str) -> tuple[int, ...]:

@@ -16,9 +16,11 @@ from jobs.eval_results import ConfigRun
 from jobs.evaluation import EvalConfig, run_evaluation
 from jobs.rerank_weight import (
     WEIGHTS,
+    WeightChoice,
     at_depth,
     choose_operating_point,
     choose_rerank_weight,
+    pooled_choice,
     reweighted,
     tuning_eval_config,
 )
@@ -93,6 +95,34 @@ def test_equal_quality_goes_to_the_smaller_depth():
     )
     judged = JudgedQueries(split="dev", queries={"q": "a query"}, qrels={"q": {"d1": 1}})
     assert choose_operating_point(run, judged, depths=(3, 1, 2)).depth == 1
+
+
+def table(depth: int, values: dict[float, float]) -> WeightChoice:
+    best = max(values, key=values.get)
+    return WeightChoice(weight=best, metric="ndcg@10", value=values[best], by_weight=values, depth=depth)
+
+
+def test_pooling_takes_the_point_best_on_average_not_any_one_sets_best():
+    # Set a wants w 0.5, set b wants w 0; on average 0.1 is best, at depth 10 where both are better.
+    a = table(10, {0.0: 0.50, 0.1: 0.53, 0.5: 0.56})
+    b = table(10, {0.0: 0.40, 0.1: 0.39, 0.5: 0.30})
+    a20 = table(20, {0.0: 0.50, 0.1: 0.52, 0.5: 0.55})
+    b20 = table(20, {0.0: 0.40, 0.1: 0.38, 0.5: 0.29})
+    pooled = pooled_choice(
+        [
+            replace(a, by_depth={10: a.by_weight, 20: a20.by_weight}),
+            replace(b, by_depth={10: b.by_weight, 20: b20.by_weight}),
+        ]
+    )
+    assert (pooled.depth, pooled.weight, pooled.value) == (10, 0.1, pytest.approx(0.46))
+    assert pooled.by_depth[20] == pytest.approx({0.0: 0.45, 0.1: 0.45, 0.5: 0.42})
+    # a set that tried fewer weights or depths limits the pool to what all of them tried
+    c = table(10, {0.0: 0.40, 0.5: 0.45})
+    assert pooled_choice([a, c]).by_weight == pytest.approx({0.0: 0.45, 0.5: 0.505})
+    with pytest.raises(ValueError, match="share no rerank depth"):
+        pooled_choice([a, table(20, {0.0: 0.1})])
+    with pytest.raises(ValueError, match="different metrics"):
+        pooled_choice([a, replace(b, metric="mrr@10")])
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +218,45 @@ def test_tune_command_with_depths_writes_the_depth_that_eval_then_reranks(tiny_t
     served = run_evaluation(on_test, progress=False)
     assert served.config("hybrid+rerank").pipeline["rerank_top_n"] == meta["rerank_top_n"]
     assert served.config("hybrid+rerank").pipeline["rerank_weight"] == meta["rerank_weight"]
+
+
+def test_a_dry_run_leaves_the_model_and_transfer_pools_the_tables(tiny_tuning, tmp_path, capsys):
+    _, config = tiny_tuning
+    before = (config.reranker / "metadata.json").read_bytes()
+    # two "judged corpora": the dev and test splits of the tiny set, each tuned dry
+    for split in ("dev", "test"):
+        code = main(
+            ["tune-rerank-weight", str(config.dataset), "--split", split, "--reranker", str(config.reranker),
+             "--index-dir", str(config.index_dir), "--depth", "8", "--depths", "2,5", "--dry-run",
+             "--out", str(tmp_path / split), "--no-progress"]
+        )  # fmt: skip
+        assert code == 0
+    assert (config.reranker / "metadata.json").read_bytes() == before
+    tables = [json.loads((tmp_path / split / "choice.json").read_text()) for split in ("dev", "test")]
+    assert [t["split"] for t in tables] == ["dev", "test"] and all(t["hybrid"] is not None for t in tables)
+
+    target = shutil.copytree(config.reranker, tmp_path / "unjudged")
+    assert main(["transfer-rerank-weight", "--reranker", str(target), "--from", str(tmp_path / "dev"),
+                 str(tmp_path / "test" / "choice.json")]) == 0  # fmt: skip
+    meta = json.loads((target / "metadata.json").read_text())
+    mean = {
+        (int(d), float(w)): (tables[0]["by_depth"][d][w] + tables[1]["by_depth"][d][w]) / 2
+        for d in ("2", "5")
+        for w in tables[0]["by_depth"][d]
+    }
+    best = max(mean.values())
+    assert mean[(meta["rerank_top_n"], meta["rerank_weight"])] == pytest.approx(best)
+    sources = meta["rerank_weight_tuning"]["transferred_from"]
+    assert [s["split"] for s in sources] == ["dev", "test"]
+    assert [s["value_at_choice"] for s in sources] == pytest.approx(
+        [t["by_depth"][str(meta["rerank_top_n"])][f"{meta['rerank_weight']:.1f}"] for t in tables]
+    )
+    assert "over 2 judged corpora" in capsys.readouterr().out
+
+
+def test_transfer_says_what_is_missing(tiny_tuning, tmp_path, capsys):
+    _, config = tiny_tuning
+    assert main(["transfer-rerank-weight", "--reranker", str(config.reranker), "--from", str(tmp_path)]) == 2
+    assert "run `bertsearch tune-rerank-weight ... --dry-run" in capsys.readouterr().err
+    assert main(["transfer-rerank-weight", "--reranker", str(tmp_path), "--from", str(tmp_path)]) == 2
+    assert "give a MODEL_DIR from `bertsearch train`" in capsys.readouterr().err
