@@ -189,21 +189,22 @@ def pooled_choice(choices: Sequence[WeightChoice]) -> WeightChoice:
     metrics = {choice.metric for choice in choices}
     if len(metrics) > 1:
         raise ValueError(f"the choices optimised different metrics ({', '.join(sorted(metrics))}); pool one")
+    if any(choice.depth is None for choice in choices):
+        raise ValueError("a table has no rerank depth; tune it with --depths or --rerank-top-n")
     tables = [choice.by_depth or {choice.depth: choice.by_weight} for choice in choices]
     depths = set.intersection(*(set(table) for table in tables))
     weights = set.intersection(*(set(by_weight) for table in tables for by_weight in table.values()))
     if not depths or not weights:
         raise ValueError("the choices share no rerank depth and weight; tune them on a common grid")
     pooled = {}
-    for depth in sorted(depths, key=lambda d: (d is None, d)):
+    for depth in sorted(depths):
         by_weight = {w: float(np.mean([table[depth][w] for table in tables])) for w in sorted(weights)}
         best = _best_weight(by_weight)
         pooled[depth] = WeightChoice(
             weight=best, metric=choices[0].metric, value=by_weight[best], by_weight=by_weight, depth=depth
         )
     best = _best_depth(pooled)
-    by_depth = {d: c.by_weight for d, c in pooled.items()} if len(pooled) > 1 else {}
-    return replace(pooled[best], by_depth=by_depth)
+    return replace(pooled[best], by_depth={d: c.by_weight for d, c in pooled.items()})
 
 
 def tuning_eval_config(config: EvalConfig) -> EvalConfig:

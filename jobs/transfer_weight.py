@@ -35,16 +35,33 @@ def read_choice(path: Path) -> tuple[WeightChoice, dict]:
             f"{file}: no {CHOICE_FILE} here; "
             f"run `bertsearch tune-rerank-weight ... --dry-run --out {path}` first"
         )
-    record = json.loads(file.read_text(encoding="utf-8"))
     try:
+        record = json.loads(file.read_text(encoding="utf-8"))
         return choice_from_record(record), record
-    except (KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{file}: not a weight choice written by tune-rerank-weight ({err})") from err
 
 
 def transfer(model_dir: Path, sources: list[Path]) -> WeightChoice:
-    """Pool the choices in ``sources`` and write the result into ``model_dir/metadata.json``."""
+    """Pool the choices in ``sources`` and write the result into ``model_dir/metadata.json``.
+
+    Refuses tables of the model itself (its own corpus's judgments would choose its point) and
+    two tables of the same judged queries (they would count twice).
+    """
     read = [read_choice(source) for source in sources]
+    target = Path(model_dir).resolve()
+    seen: dict[tuple, Path] = {}
+    for source, (_, record) in zip(sources, read, strict=True):
+        if record.get("reranker") and Path(record["reranker"]).resolve() == target:
+            raise ValueError(
+                f"{source}: these tables were made with {model_dir} itself; pool other corpora's"
+            )
+        judged = (record.get("dataset"), record.get("split"))
+        if judged in seen:
+            raise ValueError(
+                f"{source} and {seen[judged]} were both tuned on {judged[0]} ({judged[1]}); give each once"
+            )
+        seen[judged] = source
     choice = pooled_choice([choice for choice, _ in read])
     record_choice(
         model_dir,

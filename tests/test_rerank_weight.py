@@ -123,6 +123,17 @@ def test_pooling_takes_the_point_best_on_average_not_any_one_sets_best():
         pooled_choice([a, table(20, {0.0: 0.1})])
     with pytest.raises(ValueError, match="different metrics"):
         pooled_choice([a, replace(b, metric="mrr@10")])
+    with pytest.raises(ValueError, match="no rerank depth"):
+        pooled_choice([a, replace(b, depth=None)])
+
+
+def test_pooled_ties_go_to_the_larger_weight_and_then_the_smaller_depth():
+    tables = [
+        {10: {0.0: 0.5, 0.1: 0.6, 0.2: 0.6}, 20: {0.0: 0.5, 0.1: 0.5, 0.2: 0.6}},
+        {10: {0.0: 0.3, 0.1: 0.4, 0.2: 0.4}, 20: {0.0: 0.3, 0.1: 0.4, 0.2: 0.4}},
+    ]
+    pooled = pooled_choice([replace(table(10, t[10]), by_depth=t) for t in tables])
+    assert (pooled.depth, pooled.weight, pooled.value) == (10, 0.2, pytest.approx(0.5))
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +263,13 @@ def test_a_dry_run_leaves_the_model_and_transfer_pools_the_tables(tiny_tuning, t
         [t["by_depth"][str(meta["rerank_top_n"])][f"{meta['rerank_weight']:.1f}"] for t in tables]
     )
     assert "over 2 judged corpora" in capsys.readouterr().out
+    # the same judged queries twice, or the model's own tables, are refused
+    twice = ["--from", str(tmp_path / "dev"), str(tmp_path / "dev" / "choice.json")]
+    assert main(["transfer-rerank-weight", "--reranker", str(target), *twice]) == 2
+    assert "give each once" in capsys.readouterr().err
+    own = ["--from", str(tmp_path / "dev")]
+    assert main(["transfer-rerank-weight", "--reranker", str(config.reranker), *own]) == 2
+    assert "were made with" in capsys.readouterr().err
 
 
 def test_transfer_says_what_is_missing(tiny_tuning, tmp_path, capsys):
