@@ -9,7 +9,17 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import commands, evaluation, pseudo_dev, rerank_weight, schedule, split, train, transfer_weight
+from jobs import (
+    average_epochs,
+    commands,
+    evaluation,
+    pseudo_dev,
+    rerank_weight,
+    schedule,
+    split,
+    train,
+    transfer_weight,
+)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_index, _add_search, _add_serve, _add_sample, evaluation.register, rerank_weight.register,
-        transfer_weight.register, split.register, train.register, pseudo_dev.register, schedule.register,
+        transfer_weight.register, split.register, train.register, average_epochs.register,
+        pseudo_dev.register, schedule.register,
     ):
         add(sub)
     return parser

@@ -431,6 +431,38 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
 
 
+@pytest.mark.integration
+def test_average_epochs_writes_the_mean_of_a_runs_checkpoints_as_a_reranker(uninterrupted, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from jobs.cli import main
+
+    run = uninterrupted.model_dir
+    work = run.parent / "work"
+    out = tmp_path / "soup"
+    args = ["average-epochs", str(run), "--epochs", "2,3", "--work-dir", str(work), "--out", str(out)]
+    assert main(args) == 0
+    checkpoints = [work / "ray" / f"epoch-{e:03d}" / "model" for e in (2, 3)]
+    epochs = [load_file(folder / "model.safetensors") for folder in checkpoints]
+    soup = load_file(out / "model.safetensors")
+    assert soup.keys() == epochs[0].keys()
+    for name, tensor in soup.items():
+        expected = (epochs[0][name].float() + epochs[1][name].float()) / 2
+        assert torch.allclose(tensor.float(), expected, atol=1e-6), name
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["averaged_epochs"]["epochs"] == [2, 3] and meta["max_length"] == 64
+    assert "rerank_weight" not in meta  # tuned for one epoch, not for the mean
+    # it loads as a reranker, and scores as neither epoch does
+    query, passage = "do cats purr", "Cats are small carnivorous mammals kept as pets; they purr."
+    scores = [CrossEncoder(f, max_length=64).load().score(query, [passage])[0] for f in [out, *checkpoints]]
+    assert np.isfinite(scores[0]) and scores[0] not in scores[1:]
+    assert "tune-rerank-weight" in capsys.readouterr().out
+    # what cannot be averaged is refused with the reason
+    assert main([*args[:3], "2,7", *args[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint of epoch 7" in err and "epoch-003" in err
+
+
 # --- the command, end to end (mining, Ray, dev evaluation through `bertsearch eval` code) ----------
 
 
