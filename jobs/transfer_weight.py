@@ -46,7 +46,7 @@ def transfer(model_dir: Path, sources: list[Path]) -> WeightChoice:
     """Pool the choices in ``sources`` and write the result into ``model_dir/metadata.json``.
 
     Refuses tables of the model itself (its own corpus's judgments would choose its point) and
-    two tables of the same judged queries (they would count twice).
+    one model's table on the same judged queries twice (it would count twice).
     """
     read = [read_choice(source) for source in sources]
     target = Path(model_dir).resolve()
@@ -56,10 +56,12 @@ def transfer(model_dir: Path, sources: list[Path]) -> WeightChoice:
             raise ValueError(
                 f"{source}: these tables were made with {model_dir} itself; pool other corpora's"
             )
-        judged = (record.get("dataset"), record.get("split"))
+        # Models of several seeds on one corpus are fair to pool; one model's table twice is not.
+        judged = (record.get("dataset"), record.get("split"), record.get("reranker"))
         if judged in seen:
             raise ValueError(
-                f"{source} and {seen[judged]} were both tuned on {judged[0]} ({judged[1]}); give each once"
+                f"{source} and {seen[judged]} hold the same model's table on {judged[0]} ({judged[1]}); "
+                "give each once"
             )
         seen[judged] = source
     choice = pooled_choice([choice for choice, _ in read])

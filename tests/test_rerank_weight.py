@@ -263,10 +263,17 @@ def test_a_dry_run_leaves_the_model_and_transfer_pools_the_tables(tiny_tuning, t
         [t["by_depth"][str(meta["rerank_top_n"])][f"{meta['rerank_weight']:.1f}"] for t in tables]
     )
     assert "over 2 judged corpora" in capsys.readouterr().out
-    # the same judged queries twice, or the model's own tables, are refused
+    # one model's table twice, or the model's own tables, are refused; another model's table on
+    # the same queries (another seed of the recipe) is pooled
     twice = ["--from", str(tmp_path / "dev"), str(tmp_path / "dev" / "choice.json")]
     assert main(["transfer-rerank-weight", "--reranker", str(target), *twice]) == 2
     assert "give each once" in capsys.readouterr().err
+    other_seed = json.loads((tmp_path / "dev" / "choice.json").read_text())
+    (tmp_path / "seed2.json").write_text(json.dumps(other_seed | {"reranker": str(tmp_path / "seed2")}))
+    pooled = ["--from", str(tmp_path / "dev"), str(tmp_path / "seed2.json")]
+    assert main(["transfer-rerank-weight", "--reranker", str(target), *pooled]) == 0
+    sources = json.loads((target / "metadata.json").read_text())["rerank_weight_tuning"]["transferred_from"]
+    assert len(sources) == 2
     own = ["--from", str(tmp_path / "dev")]
     assert main(["transfer-rerank-weight", "--reranker", str(config.reranker), *own]) == 2
     assert "were made with" in capsys.readouterr().err
