@@ -121,7 +121,7 @@ def command(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     print(
         f"rerank weight {choice.weight:.1f} over the top {choice.depth}: mean {choice.metric} "
-        f"{choice.value:.4f} over {len(args.sources)} judged corpora"
+        f"{choice.value:.4f} over {len(args.sources)} tables of judged corpora"
     )
     print_tables(choice)
     print(f"written to {args.reranker / METADATA_FILE}")

@@ -262,7 +262,7 @@ def test_a_dry_run_leaves_the_model_and_transfer_pools_the_tables(tiny_tuning, t
     assert [s["value_at_choice"] for s in sources] == pytest.approx(
         [t["by_depth"][str(meta["rerank_top_n"])][f"{meta['rerank_weight']:.1f}"] for t in tables]
     )
-    assert "over 2 judged corpora" in capsys.readouterr().out
+    assert "over 2 tables of judged corpora" in capsys.readouterr().out
     # one model's table twice, or the model's own tables, are refused; another model's table on
     # the same queries (another seed of the recipe) is pooled
     twice = ["--from", str(tmp_path / "dev"), str(tmp_path / "dev" / "choice.json")]
