@@ -11,9 +11,11 @@ training. The result has no operating point of its own: choose it on dev with
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.train import RAY_RUN_NAME
+from jobs.commands import positive_ints
+from jobs.train import RAY_RUN_NAME, publish_model
 from ranker.cross_encoder import METADATA_FILE, read_metadata
 from ranker.training.loop import MODEL_SUBDIR
 
@@ -32,12 +34,10 @@ def checkpoint(work_dir: Path, epoch: int) -> Path:
     return folder
 
 
-def average_epochs(model_dir: Path, epochs: list[int], out: Path, work_dir: Path | None = None) -> dict:
+def average_epochs(model_dir: Path, epochs: Sequence[int], out: Path, work_dir: Path | None = None) -> dict:
     """Write to ``out`` the run of ``model_dir`` with the mean weights of ``epochs``; returns its metadata."""
     import torch
     from safetensors.torch import load_file, save_file
-
-    from jobs.train import publish_model
 
     if len(set(epochs)) < 2:
         raise ValueError(f"average at least two different epochs, got {epochs}")
@@ -53,7 +53,7 @@ def average_epochs(model_dir: Path, epochs: list[int], out: Path, work_dir: Path
     mean = {}
     for name, tensor in states[0].items():
         if tensor.is_floating_point():  # summed in fp32, stored in the checkpoint's own dtype
-            mean[name] = (torch.stack([s[name].float() for s in states]).mean(0)).to(tensor.dtype)
+            mean[name] = torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
         else:  # integer buffers (position ids) are the same in every epoch
             mean[name] = tensor
     for key in OPERATING_POINT:
@@ -76,7 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with `tune-rerank-weight`).",
     )
     p.add_argument("model_dir", type=Path, help="MODEL_DIR from `bertsearch train`")
-    p.add_argument("--epochs", type=_epochs, required=True, help="epochs to average, e.g. 2,3")
+    p.add_argument(
+        "--epochs", type=positive_ints("epochs", "2,3"), required=True, help="epochs to average, e.g. 2,3"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder to write (replaced when it exists)")
     p.add_argument(
         "--work-dir", type=Path, default=None, help="the run's --work-dir (default MODEL_DIR.work)"
@@ -96,14 +98,3 @@ def command(args: argparse.Namespace) -> int:
     print(f"next: bertsearch tune-rerank-weight DATASET --split dev --reranker {args.out} --index-dir DIR")
     return 0
 
-
-def _epochs(text: str) -> list[int]:
-    try:
-        epochs = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"give epochs as comma-separated integers, e.g. 2,3; got {text!r}"
-        ) from err
-    if any(epoch < 1 for epoch in epochs):
-        raise argparse.ArgumentTypeError(f"epochs count from 1, got {text!r}")
-    return epochs

@@ -29,6 +29,23 @@ USER_ERRORS = (
 )
 
 
+def positive_ints(name: str, example: str):
+    """An argparse type for a comma-separated list of positive integers (sorted, without repeats)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(
+                f"give {name} as comma-separated integers, e.g. {example}; got {text!r}"
+            ) from err
+        if not values or values[0] < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be positive integers, got {text!r}")
+        return values
+
+    return parse
+
+
 def index(args: argparse.Namespace) -> int:
     from jobs.index_job import job_from_args, run_build, run_update
 

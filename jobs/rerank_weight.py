@@ -28,6 +28,7 @@ import numpy as np
 
 from indexer.documents import Hit
 from jobs.beir import BeirDataset, JudgedQueries
+from jobs.commands import positive_ints
 from jobs.eval_results import ConfigRun, EvaluationResult
 from jobs.evaluation import EvalConfig
 from jobs.scoring import per_query_scores, ranx_run
@@ -285,7 +286,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     depth.add_argument("--rerank-top-n", type=int, default=None, help="candidates reranked (default 50)")
     depth.add_argument(
         "--depths",
-        type=_depths,
+        type=positive_ints("depths", "10,20,30"),
         default=None,
         help="also choose how many candidates to rerank, among these (e.g. 10,20,30,40,50): the "
         "largest is reranked once and the others re-ordered from it; the choice is written as rerank_top_n",
@@ -359,14 +360,3 @@ def print_tables(choice: WeightChoice) -> None:
     for depth, by_weight in tables.items():
         print(f"  {depth!s:>5} " + " ".join(f"{by_weight[w]:.4f}" for w in weights))
 
-
-def _depths(text: str) -> tuple[int, ...]:
-    try:
-        depths = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"give depths as comma-separated integers, e.g. 10,20,30; got {text!r}"
-        ) from err
-    if not depths or depths[0] < 1:
-        raise argparse.ArgumentTypeError(f"depths must be positive integers, got {text!r}")
-    return depths
