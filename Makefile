@@ -39,7 +39,7 @@ index: $(INDEX_DIR)/CURRENT
 # once; retrained only when the index is rebuilt.
 $(RERANKER)/metadata.json: $(INDEX_DIR)/CURRENT
 	$(BIN)/bertsearch train $(dir $(SAMPLE)) --pseudo-queries crop --pseudo-limit 1000 --index-dir $(INDEX_DIR) \
-		--out $(RERANKER) --workers 2 --epochs 1 --max-length 256 --depth 50 --negatives 7 \
+		--out $(RERANKER) --workers 2 --epochs 1 --max-length 256 --mine-depth 50 --negatives 7 \
 		--groups-per-batch 2 --grad-accum 2 --lr 1e-4 --head-lr 1e-3 --warmup-ratio 0.1 --seed 13 \
 		--rerank-weight 0.1
 
@@ -48,7 +48,9 @@ reranker: $(RERANKER)/metadata.json
 serve: $(RERANKER)/metadata.json
 	$(BIN)/bertsearch serve --index-dir $(INDEX_DIR) --reranker $(RERANKER) --host $(HOST) --port $(PORT)
 
+# lint-imports checks the layer contracts of pyproject.toml ([tool.importlinter]) first.
 test: $(INSTALLED)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not slow"
 
 lint: $(INSTALLED)

@@ -8,15 +8,21 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
-from api.serving import ServingState, VersionWatcher, load_serving
-from api.settings import ServiceSettings
-from api.writes import DocumentWriter, MissingKeyError, WritesDisabledError, WrongKeyError, check_api_key
-from indexer.documents import Document
-from indexer.incremental import UpdateReport
-from indexer.snapshot import ModelMismatchError
-from indexer.versions import IndexBusyError
-from ranker.response import result_to_dict
+from bertsearch.api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
+from bertsearch.api.serving import ServingState, VersionWatcher, load_serving
+from bertsearch.api.settings import ServiceSettings
+from bertsearch.api.writes import (
+    DocumentWriter,
+    MissingKeyError,
+    WritesDisabledError,
+    WrongKeyError,
+    check_api_key,
+)
+from bertsearch.indexer.documents import Document
+from bertsearch.indexer.incremental import UpdateReport
+from bertsearch.indexer.snapshot import ModelMismatchError
+from bertsearch.indexer.versions import IndexBusyError
+from bertsearch.ranker.response import result_to_dict
 
 VERSION_HEADER = "X-Index-Version"
 
@@ -43,7 +49,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """Uvicorn factory: ``uvicorn --factory api.app:create_app_from_env``."""
+    """Uvicorn factory: ``uvicorn --factory bertsearch.api.app:create_app_from_env``."""
     return create_app(ServiceSettings.from_env())
 
 
@@ -93,6 +99,7 @@ def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document],
     }
 
 
+# Long: every route of the service in one place, each a few lines over the pipeline.
 def _add_routes(app: FastAPI) -> None:
     @app.post("/search", response_model=SearchResponse)
     def search(body: SearchRequest, state: Serving, response: Response) -> dict:

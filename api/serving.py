@@ -15,12 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from api.settings import ServiceSettings
-from indexer.embedder import Embedder
-from indexer.snapshot import IndexSnapshot
-from indexer.versions import IndexDirectory
-from ranker.factory import open_pipeline
-from ranker.pipeline import SearchPipeline
+from bertsearch.api.settings import ServiceSettings
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.snapshot import IndexSnapshot
+from bertsearch.indexer.versions import IndexDirectory
+from bertsearch.ranker.factory import open_pipeline
+from bertsearch.ranker.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)
 

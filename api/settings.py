@@ -1,85 +1,99 @@
-"""Service settings, read from BERTSEARCH_* environment variables when the app is created."""
+"""Service settings: each read from one ``BERTSEARCH_*`` environment variable, named once here.
+
+pydantic-settings reads the environment when the app is created (never at import); values given
+to the constructor win over the environment, and an empty variable counts as unset.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-@dataclass(frozen=True)
-class ServiceSettings:
+ENV_PREFIX = "BERTSEARCH_"
+
+
+class ServiceSettings(BaseSettings):
     """How the service runs.
 
-    ``api_key``: the key ``PUT``/``DELETE /documents`` require in ``X-API-Key``; without one, writes
-    are refused. ``reload_seconds``: how often CURRENT is checked for a new index version (0: never).
-    ``keep_versions``: versions kept when a write publishes one. ``write_lock_seconds``: how long a
-    write waits for another writer (a scheduled build) before answering 409.
+    ``index_dir`` (``BERTSEARCH_INDEX_DIR``): the index directory to serve. ``reranker``
+    (``BERTSEARCH_RERANKER``): a trained cross-encoder folder. ``encoder_model``
+    (``BERTSEARCH_MODEL``): the query encoder (default: the one the index names). ``api_key``
+    (``BERTSEARCH_API_KEY``): the key ``PUT``/``DELETE /documents`` require in ``X-API-Key``;
+    without one, writes are refused. ``reload_seconds``: how often CURRENT is checked for a new
+    index version (0: never). ``keep_versions``: versions kept when a write publishes one.
+    ``write_lock_seconds``: how long a write waits for another writer (a scheduled build) before
+    answering 409.
     """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
 
     index_dir: Path
     reranker: str | None = None
-    encoder_model: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    encoder_model: str | None = Field(
+        default=None, validation_alias=AliasChoices("encoder_model", f"{ENV_PREFIX}MODEL")
+    )
+    api_key: str | None = Field(default=None, repr=False)
     reload_seconds: float = 2.0
     keep_versions: int = 3
     write_lock_seconds: float = 10.0
 
-    def __post_init__(self) -> None:
-        if self.reload_seconds < 0:
+    @field_validator("reload_seconds")
+    @classmethod
+    def _reload(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"{ENV_PREFIX}RELOAD_SECONDS must be 0 (off) or positive, got {value}")
+        return value
+
+    @field_validator("keep_versions")
+    @classmethod
+    def _keep(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1, got {value}")
+        return value
+
+    @field_validator("write_lock_seconds")
+    @classmethod
+    def _lock(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"{ENV_PREFIX}WRITE_LOCK_SECONDS must be non-negative, got {value}")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
             raise ValueError(
-                f"BERTSEARCH_RELOAD_SECONDS must be 0 (off) or positive, got {self.reload_seconds}"
+                f"{ENV_PREFIX}API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)"
             )
-        if self.keep_versions < 1:
-            raise ValueError(f"BERTSEARCH_KEEP_VERSIONS must be at least 1, got {self.keep_versions}")
-        if self.write_lock_seconds < 0:
-            raise ValueError(
-                f"BERTSEARCH_WRITE_LOCK_SECONDS must be non-negative, got {self.write_lock_seconds}"
-            )
-        if self.api_key is not None and len(self.api_key) < 16:
-            raise ValueError(
-                "BERTSEARCH_API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)"
-            )
+        return value
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
-        index_dir = os.environ.get("BERTSEARCH_INDEX_DIR")
-        if not index_dir:
-            raise ValueError("set BERTSEARCH_INDEX_DIR to the index directory to serve")
-        return cls(
-            index_dir=Path(index_dir),
-            reranker=os.environ.get("BERTSEARCH_RERANKER") or None,
-            encoder_model=os.environ.get("BERTSEARCH_MODEL") or None,
-            api_key=os.environ.get("BERTSEARCH_API_KEY") or None,
-            reload_seconds=_number("BERTSEARCH_RELOAD_SECONDS", 2.0),
-            keep_versions=int(_number("BERTSEARCH_KEEP_VERSIONS", 3)),
-            write_lock_seconds=_number("BERTSEARCH_WRITE_LOCK_SECONDS", 10.0),
-        )
+        """The settings of this process's environment; ValueError saying which variable to fix."""
+        try:
+            return cls()
+        except ValidationError as err:
+            problems = []
+            for error in err.errors():
+                name = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+                if error["type"] == "missing" and name == f"{ENV_PREFIX}INDEX_DIR":
+                    problems.append(f"set {name} to the index directory to serve")
+                else:
+                    message = error["msg"].removeprefix("Value error, ")
+                    problems.append(message if message.startswith(name) else f"{name}: {message}")
+            raise ValueError("; ".join(problems)) from None
 
     def to_env(self) -> dict[str, str]:
-        env = {"BERTSEARCH_INDEX_DIR": str(self.index_dir)}
-        if self.reranker:
-            env["BERTSEARCH_RERANKER"] = self.reranker
-        if self.encoder_model:
-            env["BERTSEARCH_MODEL"] = self.encoder_model
-        if self.api_key:
-            env["BERTSEARCH_API_KEY"] = self.api_key
-        # Defaults are left out, so they do not override values already set in the environment.
-        for name, value, default in (
-            ("BERTSEARCH_RELOAD_SECONDS", self.reload_seconds, 2.0),
-            ("BERTSEARCH_KEEP_VERSIONS", self.keep_versions, 3),
-            ("BERTSEARCH_WRITE_LOCK_SECONDS", self.write_lock_seconds, 10.0),
-        ):
-            if value != default:
-                env[name] = str(value)
+        """The variables that recreate these settings in another process (defaults left out, so
+        they do not override values already set in the environment)."""
+        names = {"encoder_model": f"{ENV_PREFIX}MODEL"}
+        env = {}
+        for field, info in type(self).model_fields.items():
+            value = getattr(self, field)
+            if value is not None and (field == "index_dir" or value != info.default):
+                env[names.get(field, f"{ENV_PREFIX}{field.upper()}")] = str(value)
         return env
-
-
-def _number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None

@@ -6,12 +6,12 @@ import secrets
 import threading
 from collections.abc import Sequence
 
-from api.serving import ServingState, VersionWatcher
-from api.settings import ServiceSettings
-from indexer.doc_embedding import LocalEmbedding
-from indexer.documents import Document
-from indexer.embedder import Embedder
-from indexer.incremental import UpdateReport, apply_updates
+from bertsearch.api.serving import ServingState, VersionWatcher
+from bertsearch.api.settings import ServiceSettings
+from bertsearch.indexer.doc_embedding import LocalEmbedding
+from bertsearch.indexer.documents import Document
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.incremental import UpdateReport, apply_updates
 
 
 class WritesDisabledError(RuntimeError):

@@ -25,11 +25,11 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from indexer.corpus import CorpusReader  # noqa: E402
-from indexer.documents import Hit  # noqa: E402
-from indexer.tantivy_index import english_analyzer  # noqa: E402
-from jobs.beir import BeirDataset  # noqa: E402
-from ranker.fusion import ReciprocalRankFusion  # noqa: E402
+from bertsearch.indexer.corpus import CorpusReader  # noqa: E402
+from bertsearch.indexer.documents import Hit  # noqa: E402
+from bertsearch.indexer.tantivy_index import english_analyzer  # noqa: E402
+from bertsearch.jobs.datasets.beir import BeirDataset  # noqa: E402
+from bertsearch.ranker.fusion import ReciprocalRankFusion  # noqa: E402
 
 SETTINGS = [(1.2, 0.75, False), (1.2, 0.75, True), (0.9, 0.4, False), (0.9, 0.4, True)]
 

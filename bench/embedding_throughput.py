@@ -25,10 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from indexer.corpus import CorpusReader  # noqa: E402
-from indexer.doc_embedding import LocalEmbedding, embed_documents  # noqa: E402
-from indexer.embedder import Embedder  # noqa: E402
-from jobs.ray_embedding import RayEmbedding, RayEmbeddingConfig, ray_session  # noqa: E402
+from bertsearch.indexer.corpus import CorpusReader  # noqa: E402
+from bertsearch.indexer.doc_embedding import LocalEmbedding, embed_documents  # noqa: E402
+from bertsearch.indexer.embedder import Embedder  # noqa: E402
+from bertsearch.jobs.indexing.ray_embedding import RayEmbedding, RayEmbeddingConfig  # noqa: E402
+from bertsearch.jobs.runtime import ray_session  # noqa: E402
 
 
 def load(source: str, limit: int | None) -> tuple[list[str], list[str]]:

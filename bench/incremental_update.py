@@ -33,13 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from indexer.build import BuildConfig, build_index  # noqa: E402
-from indexer.corpus import CorpusReader  # noqa: E402
-from indexer.dense import DenseConfig  # noqa: E402
-from indexer.doc_embedding import EmbeddingBatch, LocalEmbedding  # noqa: E402
-from indexer.documents import Document  # noqa: E402
-from indexer.embedder import Embedder  # noqa: E402
-from indexer.incremental import apply_updates  # noqa: E402
+from bertsearch.indexer.build import BuildConfig, build_index  # noqa: E402
+from bertsearch.indexer.corpus import CorpusReader  # noqa: E402
+from bertsearch.indexer.dense import DenseConfig  # noqa: E402
+from bertsearch.indexer.doc_embedding import EmbeddingBatch, LocalEmbedding  # noqa: E402
+from bertsearch.indexer.documents import Document  # noqa: E402
+from bertsearch.indexer.embedder import Embedder  # noqa: E402
+from bertsearch.indexer.incremental import apply_updates  # noqa: E402
 
 
 class SavedVectors:

@@ -22,8 +22,8 @@ from scipy.stats import kendalltau
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from indexer.snapshot import IndexSnapshot  # noqa: E402
-from ranker.cross_encoder import CrossEncoder  # noqa: E402
+from bertsearch.indexer.snapshot import IndexSnapshot  # noqa: E402
+from bertsearch.ranker.cross_encoder import CrossEncoder  # noqa: E402
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ranker.factory import open_pipeline  # noqa: E402
-from ranker.pipeline import PipelineConfig  # noqa: E402
+from bertsearch.ranker.factory import open_pipeline  # noqa: E402
+from bertsearch.ranker.pipeline import PipelineConfig  # noqa: E402
 
 CONFIGS = {
     "bm25": PipelineConfig(dense=False, rerank=False),

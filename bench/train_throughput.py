@@ -3,7 +3,7 @@
     python bench/train_throughput.py --corpus /work/shared/data/scifact --workers 1 2 \
         --steps 6 --max-length 192 --epoch-groups 830 --out var/bench/train_throughput.json
 
-Each worker count runs one short ``jobs.train.fit`` (the real loop: DDP over gloo, bf16 autocast
+Each worker count runs one short ``jobs.training.ray_fit.fit`` (the real loop: DDP over gloo, bf16 autocast
 where the CPU has it, AdamW, a checkpoint at the end) for ``--steps`` optimizer steps. Groups of
 ``1 + --negatives`` real documents are made from the corpus (the title of document i as the
 query, documents i..i+n as the passages; the relevance is irrelevant to speed), or read from a
@@ -28,10 +28,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from indexer.corpus import CorpusReader  # noqa: E402
-from jobs.train import RayScaling, fit, hardware, start_ray  # noqa: E402
-from ranker.training.examples import TrainingGroup  # noqa: E402
-from ranker.training.loop import TrainConfig  # noqa: E402
+from bertsearch.indexer.corpus import CorpusReader  # noqa: E402
+from bertsearch.jobs.runtime import join_or_start_ray  # noqa: E402
+from bertsearch.jobs.training.ray_fit import RayScaling, fit  # noqa: E402
+from bertsearch.ranker.training.examples import TrainingGroup  # noqa: E402
+from bertsearch.ranker.training.loop import TrainConfig  # noqa: E402
 
 
 def corpus_groups(corpus: Path, count: int, negatives: int) -> list[TrainingGroup]:
@@ -87,7 +88,7 @@ def main() -> None:
     if len(groups) < needed:
         raise SystemExit(f"{args.steps} steps with {most} workers need {needed} groups, have {len(groups)}")
     group_size = groups[0].size
-    start_ray(num_cpus=int(cpus) if not os.environ.get("RAY_ADDRESS") else None)
+    join_or_start_ray(num_cpus=int(cpus) if not os.environ.get("RAY_ADDRESS") else None)
 
     results = []
     for workers in args.workers:
@@ -126,7 +127,7 @@ def main() -> None:
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "group_size": group_size,
-        "hardware": hardware(RayScaling(workers=most, use_gpu=args.use_gpu)),
+        "hardware": RayScaling(workers=most, use_gpu=args.use_gpu).describe(),
         "results": results,
     }
     print(f"\n{'workers':>8} {'pairs/s':>9} {'s/step':>8} {'overhead s':>11} {'epoch min':>10}")

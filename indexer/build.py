@@ -11,20 +11,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from indexer.corpus import CorpusError, CorpusReader, Reject, files_digest
-from indexer.dense import DenseConfig, DenseIndex
-from indexer.doc_embedding import (
+from bertsearch.indexer.corpus import CorpusError, CorpusReader, Reject, files_digest
+from bertsearch.indexer.dense import DenseConfig, DenseIndex
+from bertsearch.indexer.doc_embedding import (
     DocumentEmbedder,
     EmbeddingCheckpoint,
     LocalEmbedding,
     embed_documents,
     embedding_identity,
 )
-from indexer.documents import Document
-from indexer.embedder import Embedder
-from indexer.lexical import LexicalIndex
-from indexer.lexical_backend import LexicalBackend
-from indexer.versions import IndexDirectory, Manifest
+from bertsearch.indexer.documents import Document
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.lexical import LexicalIndex
+from bertsearch.indexer.lexical_backend import LexicalBackend
+from bertsearch.indexer.versions import IndexDirectory, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def build_index(
     """Index every valid document of ``source`` as a new current version of ``index_dir``.
 
     ``embedder``: a loaded Embedder (embeds in this process) or any DocumentEmbedder (the Ray
-    Data one in ``jobs.ray_embedding``). Invalid lines are reported (returned and written to
+    Data one in ``jobs.indexing.ray_embedding``). Invalid lines are reported (returned and written to
     ``rejects.jsonl``) and every other line is indexed. Idempotent and resumable: a build killed
     at any point leaves CURRENT as it was, and a rerun reuses the batches it had embedded and
     ends with the same ids and vectors as an uninterrupted run. Waits for the directory's writer
@@ -115,29 +115,7 @@ def _build_locked(
     name, staging = directory.start_build()
 
     lexical, lexical_entry = config.lexical.create(staging, name)
-    ids: list[str] = []
-    bodies: list[str] = []
-    refused: set[str] = set()
-    with tqdm(
-        total=reader.total_bytes, desc="reading", unit="B", unit_scale=True, disable=not progress
-    ) as bar:
-        chunk: list[Document] = []
-        origins: dict[str, tuple[str, int]] = {}
-        for doc in reader:
-            chunk.append(doc)
-            origins[doc.id] = reader.origin
-            ids.append(doc.id)
-            bodies.append(doc.body)
-            if len(chunk) == CHUNK:
-                refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
-                chunk, origins = [], {}
-                bar.update(reader.bytes_read - bar.n)
-        refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
-        bar.update(reader.bytes_read - bar.n)
-    lexical.commit()
-    if refused:  # a document the lexical index refused is not searchable: keep it out of dense too
-        kept = [i for i, doc_id in enumerate(ids) if doc_id not in refused]
-        ids, bodies = [ids[i] for i in kept], [bodies[i] for i in kept]
+    ids, bodies = _read_into(lexical, reader, progress)
     _write_rejects(staging / REJECTS_FILE, reader.rejects)
     if not ids:
         raise CorpusError(
@@ -165,7 +143,7 @@ def _build_locked(
         lexical=lexical_entry,
     )
     manifest.write(staging)
-    final = directory.publish(name, staging, keep=config.keep_versions)
+    final = directory.publish(name, staging, keep=config.keep_versions, release=config.lexical.release)
     config.lexical.publish(lexical)
     checkpoint.clear()  # published: the next build starts from nothing
     report = BuildReport(
@@ -174,6 +152,35 @@ def _build_locked(
     for reject in reader.rejects:
         log.warning("rejected %s", reject)
     return report
+
+
+def _read_into(lexical: LexicalIndex, reader: CorpusReader, progress: bool) -> tuple[list[str], list[str]]:
+    """Index every valid document of ``reader`` lexically, in chunks; the ids and bodies to embed
+    (without the documents the lexical index refused, which are reported as rejects)."""
+    ids: list[str] = []
+    bodies: list[str] = []
+    refused: set[str] = set()
+    with tqdm(
+        total=reader.total_bytes, desc="reading", unit="B", unit_scale=True, disable=not progress
+    ) as bar:
+        chunk: list[Document] = []
+        origins: dict[str, tuple[str, int]] = {}
+        for doc in reader:
+            chunk.append(doc)
+            origins[doc.id] = reader.origin
+            ids.append(doc.id)
+            bodies.append(doc.body)
+            if len(chunk) == CHUNK:
+                refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
+                chunk, origins = [], {}
+                bar.update(reader.bytes_read - bar.n)
+        refused |= _index_chunk(lexical, chunk, origins, reader.rejects)
+        bar.update(reader.bytes_read - bar.n)
+    lexical.commit()
+    if refused:  # a document the lexical index refused is not searchable: keep it out of dense too
+        kept = [i for i, doc_id in enumerate(ids) if doc_id not in refused]
+        ids, bodies = [ids[i] for i in kept], [bodies[i] for i in kept]
+    return ids, bodies
 
 
 def _index_chunk(

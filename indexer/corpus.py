@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from indexer.documents import Document
+from bertsearch.indexer.documents import Document
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 

@@ -28,7 +28,7 @@ except ImportError as err:  # faiss-cpu and faiss-gpu both provide `faiss`; the 
     ) from err
 import numpy as np
 
-from indexer.documents import Hit
+from bertsearch.indexer.documents import Hit
 
 DENSE_STAGE = "dense"
 IndexKind = Literal["flat", "hnsw", "ivf"]

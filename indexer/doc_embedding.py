@@ -12,7 +12,6 @@ resumes where it stopped instead of embedding everything again.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer.batching import length_sorted_batches
-from indexer.embedder import Embedder
+from bertsearch.indexer.atomic import atomic_path
+from bertsearch.indexer.batching import length_sorted_batches
+from bertsearch.indexer.embedder import Embedder
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,22 @@ class DocumentEmbedder(Protocol):
         ...
 
 
-def embedding_identity(embedder: Embedder) -> dict[str, Any]:
-    """What a query encoder must match to search a dense index built by ``embedder``."""
+def embedding_identity(
+    *, model: str, fingerprint: str, dim: int, max_length: int, precision: str
+) -> dict[str, Any]:
+    """What a query encoder must match to search a dense index: the one schema of the manifest's
+    ``embedding`` block, whichever strategy embedded it. ``precision`` is the setting asked for
+    (``auto`` resolves per device, and the devices of a Ray cluster may differ). Manifests written
+    before this schema carried ``bf16`` instead; they open as before, since only ``fingerprint``,
+    ``dim`` and ``max_length`` are compared."""
     return {
-        "model": embedder.model_name,
-        "fingerprint": embedder.fingerprint(),
-        "dim": embedder.dim,
-        "max_length": embedder.max_length,
+        "model": model,
+        "fingerprint": fingerprint,
+        "dim": dim,
+        "max_length": max_length,
         "pooling": "mean",
         "normalized": True,
-        "bf16": embedder.bf16,
+        "precision": precision,
     }
 
 
@@ -85,7 +91,14 @@ class LocalEmbedding:
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:  # fingerprinting hashes the weight files: do it once
-            self._identity = embedding_identity(self.embedder)
+            embedder = self.embedder
+            self._identity = embedding_identity(
+                model=embedder.model_name,
+                fingerprint=embedder.fingerprint(),
+                dim=embedder.dim,
+                max_length=embedder.max_length,
+                precision=embedder.precision,
+            )
         return dict(self._identity)
 
     def embed_batches(self, batches: Sequence[EmbeddingBatch]) -> Iterator[tuple[int, np.ndarray]]:
@@ -109,7 +122,7 @@ class EmbeddingCheckpoint:
     """
 
     def __init__(self, folder: str | Path, identity: dict[str, Any]) -> None:
-        tag = f"{identity.get('fingerprint')}-{identity.get('max_length')}-{identity.get('bf16')}"
+        tag = f"{identity.get('fingerprint')}-{identity.get('max_length')}-{identity.get('precision')}"
         self.folder = Path(folder) / hashlib.sha256(tag.encode()).hexdigest()[:16]
 
     def _path(self, batch: EmbeddingBatch) -> Path:
@@ -128,9 +141,8 @@ class EmbeddingCheckpoint:
     def save(self, batch: EmbeddingBatch, vectors: np.ndarray) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(batch)
-        tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npy")
-        np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -26,7 +26,7 @@ class Document:
 class Hit:
     """A ranked result: a document id, its final score and the score each stage gave it.
 
-    ``scores`` maps a stage name (``bm25``, ``dense``, ``fusion``, ``rerank``) to that stage's
+    ``scores`` maps a stage name (``bm25``, ``dense``, ``rrf``, ``rerank``, ``blend``) to that stage's
     score, so a caller can see why a document ranks where it does.
     """
 

@@ -3,7 +3,7 @@
 The index is created on the first write with a fixed mapping: ``id`` as a keyword, ``title``,
 ``text`` and ``body`` (title + text) as ``text`` analysed by Elasticsearch's built-in ``english``
 analyzer, ``metadata`` kept in ``_source`` but not indexed. ``body`` is indexed only (left out of
-``_source``), as in :mod:`indexer.tantivy_index`. Scores are Elasticsearch's default BM25
+``_source``), as in :mod:`bertsearch.indexer.tantivy_index`. Scores are Elasticsearch's default BM25
 (k1 = 1.2, b = 0.75); its English analyzer (Porter stemmer, possessive filter) is close to, not
 identical with, the tantivy one, so the two backends rank alike but score differently.
 
@@ -32,8 +32,8 @@ from elasticsearch import (
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch.helpers import streaming_bulk
 
-from indexer.documents import Document, Hit
-from indexer.lexical import LEXICAL_STAGE, IndexingFailure
+from bertsearch.indexer.documents import Document, Hit
+from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure
 
 URL_ENV = "BERTSEARCH_ES_URL"
 SEARCHABLE_FIELDS = ("title", "text", "body")
@@ -117,7 +117,7 @@ def _item_reason(info: dict[str, Any]) -> str:
 
 
 class ElasticsearchIndex:
-    """A :class:`~indexer.lexical.LexicalIndex` kept in one Elasticsearch index (or alias).
+    """A :class:`~bertsearch.indexer.lexical.LexicalIndex` kept in one Elasticsearch index (or alias).
 
     ``url_or_client`` is a URL such as ``http://localhost:9200`` or a ready
     :class:`elasticsearch.Elasticsearch`. Nothing is sent to the server until the first call:

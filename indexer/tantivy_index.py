@@ -14,8 +14,8 @@ from pathlib import Path
 
 import tantivy
 
-from indexer.documents import Document, Hit
-from indexer.lexical import LEXICAL_STAGE, IndexingFailure
+from bertsearch.indexer.documents import Document, Hit
+from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure
 
 ANALYZER = "en_bertsearch"
 SEARCH_FIELDS = ("body",)
@@ -44,7 +44,7 @@ def _schema() -> tantivy.Schema:
 
 
 class TantivyIndex:
-    """A :class:`~indexer.lexical.LexicalIndex` stored in a folder.
+    """A :class:`~bertsearch.indexer.lexical.LexicalIndex` stored in a folder.
 
     ``TantivyIndex(path)`` creates the folder's index if there is none and opens it otherwise.
     One writer is held lazily, on the first write; readers reload on ``commit``.

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
+import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+
+from bertsearch.indexer import atomic
+
+log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -61,7 +65,7 @@ class Manifest:
     lexical: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None  # the version an incremental update started from; None for a full build
     updates: dict[str, Any] = field(default_factory=dict)  # what an incremental update changed
-    # sha256 of the source files when the build read them (indexer.corpus.files_digest); None in
+    # sha256 of the source files when the build read them (bertsearch.indexer.corpus.files_digest); None in
     # versions written before it was recorded, and after an incremental update changed the content.
     source_digest: str | None = None
 
@@ -74,6 +78,10 @@ class Manifest:
         if not path.is_file():
             raise IndexNotFoundError(f"{str(folder)!r} has no {MANIFEST}: not a complete index version")
         return cls(**json.loads(path.read_text()))
+
+
+# Frees what an old version holds outside its folder, given its manifest (LexicalBackend.release).
+Release = Callable[[Manifest], None]
 
 
 def new_version_name() -> str:
@@ -150,24 +158,39 @@ class IndexDirectory:
         staging.mkdir()
         return name, staging
 
-    def publish(self, name: str, staging: Path, *, keep: int = 3) -> Path:
-        """Make a finished build a version and the current one, then prune to ``keep`` versions."""
+    def publish(
+        self, name: str, staging: Path, *, keep: int = 3, release: Release | None = None
+    ) -> Path:
+        """Make a finished build a version and the current one, then prune to ``keep`` versions
+        (``release`` as in :meth:`prune`)."""
         final = self.versions_dir / name
         staging.rename(final)
-        tmp = self.root / (CURRENT + ".tmp")
-        tmp.write_text(name + "\n")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.root / CURRENT)  # atomic: readers see the old name or the new one
-        self.prune(keep)
+        atomic.write_text(self.root / CURRENT, name + "\n")  # readers see the old name or the new one
+        self.prune(keep, release=release)
         return final
 
-    def prune(self, keep: int) -> list[str]:
-        """Remove all but the newest ``keep`` versions, never the current one."""
+    def prune(self, keep: int, *, release: Release | None = None) -> list[str]:
+        """Remove all but the newest ``keep`` versions, never the current one; returns those removed.
+
+        ``release`` is called with each old version's manifest before its folder goes, to free
+        what the version holds outside it (its Elasticsearch index). A version whose release
+        fails is kept, with a warning, so that the next prune tries again instead of losing
+        track of it.
+        """
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         current = self.current_name()
-        old = [v for v in self.versions()[:-keep] if v != current]
-        for name in old:
-            shutil.rmtree(self.versions_dir / name, ignore_errors=True)
-        return old
+        removed = []
+        for name in [v for v in self.versions()[:-keep] if v != current]:
+            folder = self.versions_dir / name
+            if release is not None:
+                try:
+                    release(Manifest.read(folder))
+                except IndexNotFoundError:
+                    pass  # an incomplete folder holds nothing outside itself
+                except Exception as err:  # noqa: BLE001 - any backend failure: keep the version, retry later
+                    log.warning("kept old index version %s: releasing it failed (%s)", name, err)
+                    continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(name)
+        return removed

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from indexer.batching import length_sorted_batches
-from indexer.models import Precision, autocast, check_batching, resolve_device, resolve_model, use_bf16
+from bertsearch.indexer.batching import length_sorted_batches
+from bertsearch.indexer.models import (
+    Precision,
+    autocast,
+    check_batching,
+    resolve_device,
+    resolve_model,
+    use_bf16,
+)
+from bertsearch.ranker.model_dir import ModelRecord
 
 RERANK_STAGE = "rerank"
-# Written by `bertsearch train` next to the weights; serving settings are read back from it.
-METADATA_FILE = "metadata.json"
-DEFAULT_MAX_LENGTH = 256
-DEFAULT_RERANK_TOP_N = 50
 
 
 class UntrainedRerankerError(ValueError):
@@ -31,11 +33,12 @@ class CrossEncoder:
     such as MiniLM) unless ``allow_untrained_head=True``, which only training uses.
     Scores are raw logits: higher is more relevant; compare them within one query.
 
-    A model folder written by ``bertsearch train`` carries ``metadata.json``; from it come the
-    ``max_length`` it was trained with (unless one is given here), ``rerank_weight``, the
-    weight of its score against the retrieval score that was tuned on a dev split (1.0 when the
-    file does not say: the reranker alone decides), and ``rerank_top_n``, the number of fused
-    candidates that weight was tuned on (50 when the file does not say).
+    A model folder written by ``bertsearch train`` carries ``metadata.json``
+    (:class:`~bertsearch.ranker.model_dir.ModelRecord`); from it come the ``max_length`` it was
+    trained with (unless one is given here), ``rerank_weight``, the weight of its score against
+    the retrieval score that was tuned on a dev split (1.0 when the file does not say: the
+    reranker alone decides), and ``rerank_top_n``, the number of fused candidates that weight was
+    tuned on (50 when the file does not say).
     """
 
     def __init__(
@@ -49,13 +52,13 @@ class CrossEncoder:
         allow_untrained_head: bool = False,
     ) -> None:
         self.model_path = resolve_model(model)
-        self.metadata = read_metadata(self.model_path)
+        self.record = ModelRecord.read(self.model_path) or ModelRecord()
         if max_length is None:
-            max_length = int(self.metadata.get("max_length", DEFAULT_MAX_LENGTH))
+            max_length = self.record.max_length
         check_batching(max_length, batch_size)
         self.max_length = max_length
-        self.rerank_weight = float(self.metadata.get("rerank_weight", 1.0))
-        self.rerank_top_n = int(self.metadata.get("rerank_top_n", DEFAULT_RERANK_TOP_N))
+        self.rerank_weight = self.record.serving_weight
+        self.rerank_top_n = self.record.serving_top_n
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
@@ -114,16 +117,3 @@ class CrossEncoder:
         ).to(self.device)
         return self.model(**encoded).logits[:, 0]
 
-
-def read_metadata(model_path: str | Path) -> dict[str, Any]:
-    """The model folder's ``metadata.json``, or {} for a folder without one or a hub id."""
-    path = Path(model_path) / METADATA_FILE
-    if not path.is_file():
-        return {}
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not readable JSON ({error}); fix or remove it") from error
-    if not isinstance(metadata, dict):
-        raise ValueError(f"{path} must hold a JSON object, not {type(metadata).__name__}")
-    return metadata

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.embedder import Embedder
-from indexer.models import Precision
-from indexer.snapshot import IndexSnapshot
-from ranker.cross_encoder import CrossEncoder
-from ranker.pipeline import PipelineConfig, SearchPipeline
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.models import Precision
+from bertsearch.indexer.snapshot import IndexSnapshot
+from bertsearch.ranker.cross_encoder import CrossEncoder
+from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
 
 
 def open_pipeline(

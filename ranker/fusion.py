@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from indexer.documents import Hit
+from bertsearch.indexer.documents import Hit
 
 FUSION_STAGE = "rrf"
 

@@ -12,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from indexer.dense import DENSE_STAGE, DenseIndex
-from indexer.documents import Document, Hit
-from indexer.embedder import Embedder
-from indexer.lexical import LEXICAL_STAGE, LexicalIndex
-from ranker.cross_encoder import RERANK_STAGE, CrossEncoder
-from ranker.fusion import FUSION_STAGE, ReciprocalRankFusion, interpolate
+from bertsearch.indexer.dense import DENSE_STAGE, DenseIndex
+from bertsearch.indexer.documents import Document, Hit
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.indexer.lexical import LEXICAL_STAGE, LexicalIndex
+from bertsearch.ranker.cross_encoder import RERANK_STAGE, CrossEncoder
+from bertsearch.ranker.fusion import FUSION_STAGE, ReciprocalRankFusion, interpolate
 
 BLEND_STAGE = "blend"
+TAIL_GAP = 1e-3  # how far below the last reranked hit the first unreranked one scores
 
 NO_RERANKER_NOTE = (
     "rerank skipped: no trained reranker is configured (start the service with --reranker MODEL_DIR)"
@@ -134,7 +135,7 @@ class SearchPipeline:
         if config.lexical:
             start = time.perf_counter()
             rankings.append(self.lexical.search(query, config.lexical_k))
-            timings["bm25"] = _ms(start)
+            timings[LEXICAL_STAGE] = _ms(start)
         if dense_future is not None:
             dense_hits, dense_timings = dense_future.result()
             rankings.append(dense_hits)
@@ -158,7 +159,7 @@ class SearchPipeline:
             shared["encode"] = _ms(start) / len(queries)
             start = time.perf_counter()
             dense_rankings = self.dense.search(vectors, config.dense_k)
-            shared["dense"] = _ms(start) / len(queries)
+            shared[DENSE_STAGE] = _ms(start) / len(queries)
         results = []
         for query, dense_hits in zip(queries, dense_rankings, strict=True):
             started = time.perf_counter() - sum(shared.values()) / 1000.0
@@ -167,7 +168,7 @@ class SearchPipeline:
             if config.lexical:
                 start = time.perf_counter()
                 rankings.append(self.lexical.search(query, config.lexical_k))
-                timings["bm25"] = _ms(start)
+                timings[LEXICAL_STAGE] = _ms(start)
             if config.dense:
                 rankings.append(dense_hits)
             results.append(self._finish(query, rankings, top_k, config, timings, started))
@@ -178,7 +179,7 @@ class SearchPipeline:
         vector = self.encoder.embed([query])
         encoded = time.perf_counter()
         hits = self.dense.search(vector, config.dense_k)[0]
-        return hits, {"encode": _ms(start, encoded), "dense": _ms(encoded)}
+        return hits, {"encode": _ms(start, encoded), DENSE_STAGE: _ms(encoded)}
 
     def _finish(
         self,
@@ -192,7 +193,7 @@ class SearchPipeline:
         if len(rankings) > 1:
             start = time.perf_counter()
             candidates = ReciprocalRankFusion(config.rrf_k).fuse(rankings)
-            timings["fusion"] = _ms(start)
+            timings[FUSION_STAGE] = _ms(start)
         else:
             candidates = rankings[0]
         notes: list[str] = []
@@ -208,7 +209,7 @@ class SearchPipeline:
         elif will_rerank and candidates:
             start = time.perf_counter()
             candidates = self._rerank(query, candidates, config.rerank_top_n, documents, config.rerank_weight)
-            timings["rerank"] = _ms(start)
+            timings[RERANK_STAGE] = _ms(start)
             reranked = True
         hits = candidates[:top_k]
         timings["total"] = _ms(started)
@@ -229,7 +230,7 @@ class SearchPipeline:
             [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(head, scores, strict=True)], weight
         )
         scored_ids = {hit.id for hit in head}
-        return rescored + [hit for hit in candidates if hit.id not in scored_ids]
+        return merge_reranked(rescored, [hit for hit in candidates if hit.id not in scored_ids])
 
     def close(self) -> None:
         self._dense_pool.shutdown(wait=False)
@@ -248,6 +249,22 @@ def order_reranked(head: Sequence[Hit], weight: float) -> list[Hit]:
         )
         head = [hit.with_stage(BLEND_STAGE, score) for hit, score in zip(head, blended, strict=True)]
     return sorted(head, key=lambda hit: (-hit.score, hit.id))
+
+
+def merge_reranked(head: Sequence[Hit], tail: Sequence[Hit]) -> list[Hit]:
+    """The served list: the reranked ``head`` in its order, then ``tail`` (not reranked) in fused order.
+
+    Reranked and fused scores are on different scales, so the tail's final ``score`` is its
+    retrieval score shifted to sit just below the last reranked hit, differences kept: ``score``
+    never increases down the list, and a client (or ``trec_eval``) sorting by it gets the served
+    order. The tail's own retrieval scores stay in ``scores``.
+    """
+    head, tail = list(head), list(tail)
+    if not head or not tail:
+        return head + tail
+    top = retrieval_score(tail[0])
+    floor = head[-1].score - TAIL_GAP
+    return head + [replace(hit, score=floor - (top - retrieval_score(hit))) for hit in tail]
 
 
 def retrieval_score(hit: Hit) -> float:

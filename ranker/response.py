@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from indexer.documents import Document
-from ranker.pipeline import SearchResult
+from bertsearch.indexer.documents import Document
+from bertsearch.ranker.pipeline import SearchResult
 
 SNIPPET_CHARS = 240
 _WORD = re.compile(r"\w+")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import socket
 from pathlib import Path
@@ -70,7 +69,7 @@ TINY_BERT = dict(
 def _save_tiny(model, folder: Path) -> Path:
     from transformers import AutoTokenizer
 
-    from indexer.models import resolve_model
+    from bertsearch.indexer.models import resolve_model
 
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(resolve_model(None)).save_pretrained(folder)
@@ -147,9 +146,3 @@ def corpus_records() -> list[dict]:
     return [dict(r) for r in CORPUS]
 
 
-def write_jsonl(path: Path, records: list) -> Path:
-    """Write records (dicts become JSON lines, strings are written as raw lines)."""
-    with open(path, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
-    return path

@@ -2,19 +2,21 @@
 
 Negatives are mined from the pipeline's own candidates (BM25 + dense, fused, no rerank), so the
 model learns to separate exactly the documents it will be asked to reorder. A document judged
-relevant to a query (or, for a pseudo-query, the document it came from) is never a negative.
+relevant to a query, or to another query with the same text (collections repeat queries under
+several ids), or, for a pseudo-query, the document it came from, is never a negative.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from indexer.documents import Document
-from ranker.pipeline import SearchPipeline
+from bertsearch.indexer.documents import Document
+from bertsearch.ranker.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +131,39 @@ def queries_from_qrels(
 ) -> list[TrainingQuery]:
     """One TrainingQuery per judged query with at least one relevant (grade > 0) document.
 
-    Every judged-relevant document is a positive and therefore never a negative; documents
-    judged non-relevant (grade <= 0) stay eligible as negatives.
+    Every judged-relevant document is a positive and therefore never a negative; so is every
+    document judged relevant to another query of the same normalised text (SciFact's train
+    queries 89 and 90 are one question under two ids). Documents judged non-relevant
+    (grade <= 0) stay eligible as negatives.
     """
+    relevant = {
+        query_id: sorted(doc for doc, grade in judged.items() if grade > 0)
+        for query_id, judged in qrels.items()
+    }
+    by_text: dict[str, set[str]] = defaultdict(set)
+    for query_id, docs in relevant.items():
+        if query_id in queries:
+            by_text[normalised_query(queries[query_id])].update(docs)
     out = []
     for query_id in sorted(qrels):
-        relevant = sorted(doc for doc, grade in qrels[query_id].items() if grade > 0)
-        if not relevant or query_id not in queries or not queries[query_id].strip():
+        docs = relevant[query_id]
+        if not docs or query_id not in queries or not queries[query_id].strip():
             continue
-        out.append(TrainingQuery(query_id, queries[query_id], tuple(Positive(d) for d in relevant)))
+        text = queries[query_id]
+        out.append(
+            TrainingQuery(
+                query_id,
+                text,
+                tuple(Positive(d) for d in docs),
+                excluded=frozenset(by_text[normalised_query(text)] - set(docs)),
+            )
+        )
     return out
+
+
+def normalised_query(text: str) -> str:
+    """Query text compared case- and whitespace-insensitively."""
+    return " ".join(text.casefold().split())
 
 
 def mine_groups(

@@ -1,10 +1,12 @@
-"""The per-worker training loop that Ray Train runs on every worker (DDP over gloo or NCCL).
+"""The training loop of the cross-encoder, without Ray: what every data-parallel worker runs.
 
-Each epoch: a seeded permutation of the groups is cut into equal shards per worker; each worker
-scores its groups with the cross-encoder, the group loss is back-propagated (gradients averaged
-by DDP, accumulated over ``grad_accum`` micro-batches), AdamW steps under a warm-up + linear-decay
+``jobs.training.worker`` runs it on Ray Train workers (DDP over gloo or NCCL). Each epoch: a
+seeded permutation of the groups is cut into equal shards per worker; each worker scores its
+groups with the cross-encoder, the group loss is back-propagated (gradients averaged by DDP,
+accumulated over ``grad_accum`` micro-batches), AdamW steps under a warm-up + linear-decay
 schedule. At the end of an epoch rank 0 writes a checkpoint (``model/`` in ``save_pretrained``
-format + ``trainer_state.pt``), runs the dev evaluation on that very folder, and reports both.
+format, :func:`save_model`, + ``trainer_state.pt``, :func:`save_state`) and the dev evaluation
+runs on that very folder.
 
 Reproducibility: all randomness of an epoch (the permutation, dropout) is seeded from
 ``seed`` and the epoch number, and model/optimizer/schedule state is restored exactly, so a run
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,10 +25,10 @@ from typing import Any
 
 import torch
 
-from indexer.models import Precision, autocast
-from ranker.cross_encoder import CrossEncoder
-from ranker.training.examples import TrainingGroup
-from ranker.training.losses import LOSSES, LossName, get_loss
+from bertsearch.indexer.models import Precision, autocast
+from bertsearch.ranker.cross_encoder import CrossEncoder
+from bertsearch.ranker.training.examples import TrainingGroup
+from bertsearch.ranker.training.losses import LOSSES, LossName, get_loss
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "trainer_state.pt"
@@ -44,8 +45,8 @@ class TrainConfig:
     ``learning_rate``); a head starting from random weights learns far too slowly at an
     encoder's fine-tuning rate. ``warmup_ratio``: share of all optimizer steps spent warming
     the learning rate up from 0; it then decays linearly to 0. ``max_steps_per_epoch`` caps an
-    epoch (smoke runs, benchmarks). ``crash_after_epoch`` raises right after that epoch's
-    checkpoint, as a killed worker would: it exists to test resuming.
+    epoch (smoke runs, benchmarks). ``kill_after_epoch`` makes every worker SIGKILL itself right
+    after that epoch's checkpoint: it exists to test resuming, and is not a hyper-parameter.
     """
 
     base_model: str | None = None
@@ -63,7 +64,7 @@ class TrainConfig:
     seed: int = 13
     max_steps_per_epoch: int | None = None
     log_every: int = 20
-    crash_after_epoch: int | None = None
+    kill_after_epoch: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_length < 16:
@@ -88,6 +89,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What decides the trained weights: a resumed run must match these (not logging, not test hooks)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("log_every", "kill_after_epoch")}
 
 
 def steps_per_epoch(groups: int, workers: int, config: TrainConfig) -> int:
@@ -123,135 +128,119 @@ def warmup_linear_decay(total_steps: int, warmup_steps: int) -> Callable[[int], 
     return factor
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point. ``loop_config`` holds ``config`` (TrainConfig), ``groups`` (a list of
-    TrainingGroup or a Ray object ref to one), ``dev_eval`` (None or a picklable callable taking a
-    model folder and the epoch and returning metrics), ``dev_metric`` (the key that picks the best epoch) and
-    ``threads`` (torch CPU threads of this worker)."""
-    import ray
-    import ray.train
-    import ray.train.torch
+def group_size(groups: Sequence[TrainingGroup]) -> int:
+    """The common size of ``groups`` (one positive + negatives); ValueError when they differ."""
+    if not groups:
+        raise ValueError("no training groups: nothing to train on")
+    sizes = {g.size for g in groups}
+    if len(sizes) != 1:
+        raise ValueError("every training group must hold the same number of passages")
+    return sizes.pop()
 
-    config: TrainConfig = loop_config["config"]
-    groups = loop_config["groups"]
-    if isinstance(groups, ray.ObjectRef):
-        groups = ray.get(groups)
-    dev_eval: DevEvaluation | None = loop_config.get("dev_eval")
-    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
 
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-
-    torch.manual_seed(config.seed)  # identical head initialisation on every worker
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    state = None
-    checkpoint = ray.train.get_checkpoint()
-    with contextlib.ExitStack() as stack:
-        weights = config.base_model
-        if checkpoint is not None:
-            folder = Path(stack.enter_context(checkpoint.as_directory()))
-            state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-            weights = str(folder / MODEL_SUBDIR)  # save_pretrained keeps fp32 weights bit for bit
-            start_epoch = state["epoch"] + 1
-            history = state["history"]
-        encoder = CrossEncoder(
-            weights,
-            max_length=config.max_length,
-            device=str(device),
-            precision=config.precision,
-            allow_untrained_head=True,
-        ).load()
-    model = encoder.model
-    wrapped = ray.train.torch.prepare_model(model)
-    encoder.model = wrapped  # CrossEncoder.logits tokenizes exactly as serving does, then calls this
-    optimizer = torch.optim.AdamW(
-        _parameter_groups(model, config), lr=config.learning_rate
-    )
-    steps = steps_per_epoch(len(groups), world, config)
-    total = steps * config.epochs
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: int):
+    """AdamW over ``model`` with the warm-up + linear-decay schedule of ``total_steps`` steps."""
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_linear_decay(total, int(config.warmup_ratio * total))
+        optimizer, warmup_linear_decay(total_steps, int(config.warmup_ratio * total_steps))
     )
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    loss_fn = get_loss(config.loss)
-    group_size = groups[0].size
+    return optimizer, scheduler
 
-    for epoch in range(start_epoch, config.epochs + 1):
-        torch.manual_seed(config.seed * 1_000_003 + epoch * 101 + rank)  # dropout of this epoch and rank
-        order = epoch_order(len(groups), config.seed, epoch)
-        wrapped.train()
-        started = time.perf_counter()
-        loss_sum, loss_count = 0.0, 0
-        for step in range(steps):
-            for micro in range(config.grad_accum):
-                first = ((step * config.grad_accum + micro) * world + rank) * config.groups_per_batch
-                batch = [groups[i] for i in order[first : first + config.groups_per_batch]]
-                last_micro = micro == config.grad_accum - 1
-                sync = contextlib.nullcontext() if last_micro or world == 1 else wrapped.no_sync()
-                with sync:
-                    with autocast(device, encoder.bf16):
-                        scores = encoder.logits(_pairs(batch)).view(len(batch), group_size)
-                    loss = loss_fn(scores)
-                    (loss / config.grad_accum).backward()
-                loss_sum += float(loss.detach())
-                loss_count += 1
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if rank == 0 and (step + 1) % config.log_every == 0:
-                elapsed = time.perf_counter() - started
-                pairs = (step + 1) * config.grad_accum * config.groups_per_batch * group_size * world
-                print(
-                    f"[train] epoch {epoch} step {step + 1}/{steps} loss {loss_sum / loss_count:.4f} "
-                    f"lr {scheduler.get_last_lr()[0]:.2e} {pairs / elapsed:.1f} pairs/s",
-                    flush=True,
-                )
-        train_seconds = time.perf_counter() - started
-        mean_loss = _mean_across_workers(loss_sum, loss_count, device)
-        pairs = steps * config.grad_accum * config.groups_per_batch * group_size * world
-        record: dict[str, Any] = {
+
+@dataclass
+class Shard:
+    """Where this worker stands in the data-parallel group."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+
+def run_epoch(
+    encoder: CrossEncoder,
+    wrapped: torch.nn.Module,
+    groups: Sequence[TrainingGroup],
+    config: TrainConfig,
+    optimizer,
+    scheduler,
+    *,
+    epoch: int,
+    steps: int,
+    shard: Shard,
+) -> dict[str, Any]:
+    """Train one epoch on this worker's shard of ``groups``; returns the epoch's record (mean
+    loss over all workers, steps, pairs, seconds, pairs/s). ``wrapped`` is ``encoder.model``,
+    possibly inside DistributedDataParallel, whose gradient sync is skipped on all but the last
+    accumulation micro-batch."""
+    torch.manual_seed(config.seed * 1_000_003 + epoch * 101 + shard.rank)  # dropout of this epoch and rank
+    order = epoch_order(len(groups), config.seed, epoch)
+    group_size = groups[0].size
+    pairs_per_step = config.grad_accum * config.groups_per_batch * group_size * shard.world
+    loss_fn = get_loss(config.loss)
+    wrapped.train()
+    started = time.perf_counter()
+    loss_sum, loss_count = 0.0, 0
+    for step in range(steps):
+        for micro in range(config.grad_accum):
+            first = ((step * config.grad_accum + micro) * shard.world + shard.rank) * config.groups_per_batch
+            batch = [groups[i] for i in order[first : first + config.groups_per_batch]]
+            last_micro = micro == config.grad_accum - 1
+            sync = contextlib.nullcontext() if last_micro or shard.world == 1 else wrapped.no_sync()
+            with sync:
+                with autocast(shard.device, encoder.bf16):
+                    scores = encoder.logits(_pairs(batch)).view(len(batch), group_size)
+                loss = loss_fn(scores)
+                (loss / config.grad_accum).backward()
+            loss_sum += float(loss.detach())
+            loss_count += 1
+        torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if shard.rank == 0 and (step + 1) % config.log_every == 0:
+            rate = (step + 1) * pairs_per_step / (time.perf_counter() - started)
+            print(
+                f"[train] epoch {epoch} step {step + 1}/{steps} loss {loss_sum / loss_count:.4f} "
+                f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.1f} pairs/s",
+                flush=True,
+            )
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch,
+        "train_loss": _mean_across_workers(loss_sum, loss_count, shard.device),
+        "steps": steps,
+        "pairs": steps * pairs_per_step,
+        "train_seconds": round(seconds, 3),
+        "pairs_per_s": round(steps * pairs_per_step / seconds, 3),
+    }
+
+
+def save_model(folder: Path, encoder: CrossEncoder, model: torch.nn.Module) -> Path:
+    """Write ``folder/model`` in ``save_pretrained`` format (fp32 weights bit for bit); returns it."""
+    model_dir = Path(folder) / MODEL_SUBDIR
+    model.save_pretrained(model_dir)
+    encoder.tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+def save_state(folder: Path, optimizer, scheduler, *, epoch: int, history: list[dict[str, Any]],
+               config: TrainConfig) -> None:
+    """Write the trainer state that a resumed run continues from, beside the model folder."""
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
             "epoch": epoch,
-            "train_loss": mean_loss,
-            "steps": steps,
-            "pairs": pairs,
-            "train_seconds": round(train_seconds, 3),
-            "pairs_per_s": round(pairs / train_seconds, 3),
-        }
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as folder:
-                model_dir = Path(folder) / MODEL_SUBDIR
-                model.save_pretrained(model_dir)
-                encoder.tokenizer.save_pretrained(model_dir)
-                if dev_eval is not None:
-                    eval_started = time.perf_counter()
-                    record.update({f"dev_{k}": float(v) for k, v in dev_eval(model_dir, epoch).items()})
-                    record["dev_seconds"] = round(time.perf_counter() - eval_started, 3)
-                history.append(record)
-                torch.save(
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "epoch": epoch,
-                        "history": history,
-                        "config": config.to_dict(),
-                    },
-                    Path(folder) / STATE_FILE,
-                )
-                ray.train.report(
-                    record,
-                    checkpoint=ray.train.Checkpoint.from_directory(folder),
-                    checkpoint_dir_name=f"epoch-{epoch:03d}",
-                )
-        else:
-            history.append(record)
-            ray.train.report(record, checkpoint=None, checkpoint_dir_name=f"epoch-{epoch:03d}")
-        if config.crash_after_epoch == epoch:
-            raise RuntimeError(f"crash_after_epoch={epoch}: simulated failure after this epoch's checkpoint")
+            "history": history,
+            "config": config.to_dict(),
+        },
+        Path(folder) / STATE_FILE,
+    )
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint folder (optimizer, scheduler, epoch, history, config)."""
+    return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
 def _pairs(batch: Sequence[TrainingGroup]) -> list[tuple[str, str]]:

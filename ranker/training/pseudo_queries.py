@@ -11,7 +11,7 @@ the query text, so the model cannot solve the task by string matching:
   (e.g. Vaswani) gets a window of words cut out instead.
 
 A label-free model has no judged queries to be checked on. ``dev`` makes some of the same kind
-(``split_pseudo_queries``, written out by ``jobs.pseudo_dev``): for a seeded sample of the
+(``split_pseudo_queries``, written out by ``bertsearch.jobs.datasets.pseudo_dev``): for a seeded sample of the
 training documents, a second crop, one that does not overlap the trained one, is a dev query,
 and the document without it is what a dev index must hold. The dev documents are training
 documents, as most documents a served query finds are when training covered most of the corpus
@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from indexer.documents import Document
-from ranker.training.examples import PassageView, Positive, TrainingQuery, passage_of
+from bertsearch.indexer.documents import Document
+from bertsearch.ranker.training.examples import PassageView, Positive, TrainingQuery, passage_of
 
 PseudoQueryMethod = Literal["title", "crop"]
 METHODS: tuple[str, ...] = ("title", "crop")

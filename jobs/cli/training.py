@@ -1,0 +1,181 @@
+"""``bertsearch train`` and ``average-epochs``: fine-tune the cross-encoder on Ray Train.
+
+``--mine-depth`` is the number of fused candidates hard negatives are drawn from; ``--dev-depth``
+and ``--dev-rerank-top-n`` mean for the dev evaluation what ``--depth`` and ``--rerank-top-n``
+mean for ``bertsearch eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from bertsearch.jobs.cli.types import DeprecatedAlias, positive_ints
+from bertsearch.ranker.training.pseudo_queries import METHODS as PSEUDO_METHODS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _add_train(sub)
+    _add_average(sub)
+
+
+# Long: one add_argument per flag, in the order --help prints them.
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the cross-encoder reranker on Ray Train",
+        description="Mine hard negatives from the index's hybrid candidates, fine-tune the cross-encoder "
+        "with Ray Train workers, evaluate a dev split each epoch and write the best epoch to --out.",
+    )
+    p.add_argument("dataset", type=Path, help="BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--split", default="train", help="judged split to train on (default: train)")
+    p.add_argument("--dev-split", default=None,
+                   help="judged split evaluated each epoch to pick the best (carve one: `bertsearch split`)")
+    p.add_argument("--pseudo-queries", choices=PSEUDO_METHODS, default=None,
+                   help="label-free: make queries from the corpus (title: title as query; crop: a sentence "
+                   "cut out of the passage) instead of reading --split")
+    p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
+    p.add_argument("--index-dir", type=Path, required=True,
+                   help="index of the dataset's corpus (built there when missing); negatives come from it")
+    p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="mined groups and Ray checkpoints (default: MODEL_DIR.work); rerun to resume")
+    g = p.add_argument_group("hard negatives")
+    g.add_argument("--mine-depth", type=int, default=50, help="fused candidates mined per query (default 50)")
+    g.add_argument("--depth", dest="mine_depth", type=int, action=DeprecatedAlias, new="--mine-depth",
+                   help=argparse.SUPPRESS)
+    g.add_argument("--negatives", type=int, default=7, help="negatives per positive (default 7)")
+    g.add_argument("--sampling", choices=("random", "top"), default="random")
+    g.add_argument("--skip-top", type=int, default=0, help="ignore the first K candidates when sampling")
+    g = p.add_argument_group("training")
+    g.add_argument("--base-model", default=None, help="initial weights (default: the packaged MiniLM)")
+    g.add_argument("--epochs", type=int, default=1)
+    g.add_argument("--max-length", type=int, default=256, help="tokens per (query, document) pair")
+    g.add_argument("--groups-per-batch", type=int, default=2, help="groups per worker per forward pass")
+    g.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
+    g.add_argument("--lr", type=float, default=2e-5, help="encoder learning rate (default 2e-5)")
+    g.add_argument("--head-lr", type=float, default=None,
+                   help="learning rate of the fresh relevance head (default: --lr)")
+    g.add_argument("--warmup-ratio", type=float, default=0.1)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--loss", choices=("listwise", "bce"), default="listwise")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    g.add_argument("--seed", type=int, default=13)
+    g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
+    g = p.add_argument_group("Ray")
+    g.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP processes)")
+    g.add_argument("--use-gpu", action="store_true", help="one GPU per worker, NCCL")
+    g.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="CPUs Ray reserves per worker (default: all CPUs shared among the workers)")
+    g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray recovers from in-run")
+    g = p.add_argument_group("dev evaluation")
+    g.add_argument("--dev-metric", default="ndcg@10")
+    g.add_argument("--dev-depth", type=int, default=100)
+    g.add_argument("--dev-rerank-top-n", type=int, default=50)
+    g.add_argument("--allow-test-split", action="store_true",
+                   help="let a --dev-split named test choose the epoch and weight (recorded in MODEL_DIR)")
+    g.add_argument("--rerank-weight", type=float, default=None,
+                   help="without --dev-split: the weight of the reranker's score against the fused score "
+                   "that serving uses (0-1; default 1, the reranker alone). With one, dev chooses it")
+    g.add_argument("--rerank-top-n", type=int, default=None,
+                   help="without --dev-split: the fused candidates serving reranks (default 50). "
+                   "With one, --dev-rerank-top-n is that depth")
+    p.set_defaults(run=train)
+
+
+def _add_average(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average-epochs",
+        help="a reranker with the mean weights of several epochs of one training run",
+        description="Average the checkpoints of the given epochs of the run that wrote MODEL_DIR "
+        "and write the result to OUT (metadata kept, operating point dropped: tune it on dev "
+        "with `tune-rerank-weight`).",
+    )
+    p.add_argument("model_dir", type=Path, help="MODEL_DIR from `bertsearch train`")
+    p.add_argument(
+        "--epochs", type=positive_ints("epochs", "2,3"), required=True, help="epochs to average, e.g. 2,3"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder to write (replaced when it exists)")
+    p.add_argument(
+        "--work-dir", type=Path, default=None, help="the run's --work-dir (default MODEL_DIR.work)"
+    )
+    p.set_defaults(run=average)
+
+
+def train(args: argparse.Namespace) -> int:
+    from bertsearch.jobs.training.job import run
+
+    outcome = run(_train_job(args))
+    for epoch in outcome.history:
+        shown = {k: v for k, v in epoch.items() if k in ("train_loss", "pairs_per_s", "train_seconds")
+                 or k.startswith("dev_")}
+        print(f"epoch {epoch['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    print(f"best epoch {outcome.best_epoch} -> {outcome.model_dir} ({outcome.seconds:.0f} s)")
+    return 0
+
+
+def _train_job(args: argparse.Namespace):
+    from bertsearch.jobs.training.job import RayScaling, TrainJob
+    from bertsearch.ranker.training.examples import MiningConfig
+    from bertsearch.ranker.training.loop import TrainConfig
+    from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig
+
+    pseudo = (
+        PseudoQueryConfig(args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed)
+        if args.pseudo_queries
+        else None
+    )
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
+    return TrainJob(
+        dataset=args.dataset,
+        index_dir=args.index_dir,
+        out=args.out,
+        split=args.split,
+        dev_split=args.dev_split,
+        pseudo=pseudo,
+        work_dir=args.work_dir,
+        mining=MiningConfig(
+            depth=args.mine_depth,
+            negatives=args.negatives,
+            sampling=args.sampling,
+            skip_top=args.skip_top,
+            seed=args.seed,
+            passage=pseudo.passage_view if pseudo else "body",
+        ),
+        train=TrainConfig(
+            base_model=args.base_model,
+            max_length=args.max_length,
+            epochs=args.epochs,
+            groups_per_batch=args.groups_per_batch,
+            grad_accum=args.grad_accum,
+            learning_rate=args.lr,
+            head_learning_rate=args.head_lr,
+            weight_decay=args.weight_decay,
+            warmup_ratio=args.warmup_ratio,
+            loss=args.loss,
+            precision=args.precision,
+            seed=args.seed,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+        ),
+        scaling=RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
+                           max_failures=args.max_failures),
+        dev_metric=args.dev_metric,
+        dev_depth=args.dev_depth,
+        dev_rerank_top_n=args.dev_rerank_top_n,
+        rerank_weight=args.rerank_weight,
+        rerank_top_n=args.rerank_top_n,
+        allow_test_split=args.allow_test_split,
+    )
+
+
+def average(args: argparse.Namespace) -> int:
+    from bertsearch.jobs.training.average_epochs import average_epochs
+
+    average_epochs(args.model_dir, args.epochs, args.out, args.work_dir)
+    epochs = ", ".join(str(e) for e in args.epochs)
+    print(f"{args.out}: the mean of epochs {epochs} of {args.model_dir}")
+    print(f"next: bertsearch tune-rerank-weight DATASET --split dev --reranker {args.out} --index-dir DIR")
+    return 0

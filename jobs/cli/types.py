@@ -1,0 +1,42 @@
+"""Argument types and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def positive_ints(name: str, example: str):
+    """An argparse type for a comma-separated list of positive integers (sorted, without repeats)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(
+                f"give {name} as comma-separated integers, e.g. {example}; got {text!r}"
+            ) from err
+        if not values or values[0] < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be positive integers, got {text!r}")
+        return values
+
+    return parse
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of a renamed flag: still accepted, with a warning naming the new one."""
+
+    def __init__(self, option_strings, dest, *, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now {self.new}; the old name will go", file=sys.stderr)
+        if self.type is None and self.nargs == 0:
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
+def command_line() -> str:
+    """The command as typed, for reports."""
+    return " ".join(["bertsearch", *sys.argv[1:]])
