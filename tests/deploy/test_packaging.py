@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("indexer", "ranker", "api", "jobs")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
+UNPACKAGED = (".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".*cache")
 
 pytestmark = pytest.mark.unit
 
@@ -37,12 +39,18 @@ def test_every_subpackage_is_listed_for_installation():
 
 
 def test_the_wheel_installs_one_bertsearch_namespace_and_nothing_at_the_top(tmp_path):
+    # built from a copy, so that setuptools' build/ and egg-info never land in the working tree
+    source = shutil.copytree(
+        ROOT,
+        tmp_path / "src",
+        ignore=shutil.ignore_patterns(*UNPACKAGED),
+    )  # fmt: skip
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path), str(ROOT)],
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (wheel,) = tmp_path.glob("bertsearch-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("bertsearch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"bertsearch"}

@@ -51,15 +51,24 @@ def test_an_elasticsearch_version_without_a_server_url_says_what_to_set(
         IndexSnapshot.open(tmp_path / "ix", LexicalBackend())
 
 
-@pytest.mark.integration
-@pytest.mark.elasticsearch
-def test_build_and_search_with_elasticsearch_behind_an_alias(tmp_path, tiny_bert_dir, corpus_records):
+@pytest.fixture()
+def es_backend() -> LexicalBackend:
+    """An Elasticsearch backend with a fresh alias on the server at BERTSEARCH_ES_URL (or a skip)."""
     url = os.environ.get("BERTSEARCH_ES_URL")
     if not url:
         pytest.skip("BERTSEARCH_ES_URL is not set: no Elasticsearch server to test against")
+    return LexicalBackend("elasticsearch", url, f"bertsearch-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.mark.integration
+@pytest.mark.elasticsearch
+def test_build_and_search_with_elasticsearch_behind_an_alias(
+    es_backend, tmp_path, tiny_bert_dir, corpus_records
+):
     from bertsearch.indexer.elastic_index import ElasticsearchIndex
 
-    backend = LexicalBackend("elasticsearch", url, f"bertsearch-test-{uuid.uuid4().hex[:8]}")
+    url = es_backend.es_url
+    backend = es_backend
     source = write_jsonl(tmp_path / "c.jsonl", corpus_records)
     embedder = Embedder(tiny_bert_dir).load()
     first = build_index(source, tmp_path / "ix", embedder, BuildConfig(lexical=backend), progress=False)
@@ -80,13 +89,13 @@ def test_build_and_search_with_elasticsearch_behind_an_alias(tmp_path, tiny_bert
 
 @pytest.mark.integration
 @pytest.mark.elasticsearch
-def test_pruning_a_version_deletes_its_elasticsearch_index(tmp_path, tiny_bert_dir, corpus_records):
-    url = os.environ.get("BERTSEARCH_ES_URL")
-    if not url:
-        pytest.skip("BERTSEARCH_ES_URL is not set: no Elasticsearch server to test against")
+def test_pruning_a_version_deletes_its_elasticsearch_index(
+    es_backend, tmp_path, tiny_bert_dir, corpus_records
+):
     from bertsearch.indexer.elastic_index import ElasticsearchIndex
 
-    backend = LexicalBackend("elasticsearch", url, f"bertsearch-test-{uuid.uuid4().hex[:8]}")
+    url = es_backend.es_url
+    backend = es_backend
     source = write_jsonl(tmp_path / "c.jsonl", corpus_records)
     embedder = Embedder(tiny_bert_dir).load()
     config = BuildConfig(lexical=backend, keep_versions=1)

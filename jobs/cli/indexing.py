@@ -1,20 +1,15 @@
-"""``bertsearch index``, ``search`` and ``serve``: build an index, query it, serve it over HTTP."""
+"""``bertsearch index``: build an index version from a corpus, or apply an incremental update."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from bertsearch.jobs.cli.errors import UserError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     _add_index(sub)
-    _add_search(sub)
-    _add_serve(sub)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -68,33 +63,6 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=index)
 
 
-def _add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search an index from the command line")
-    p.add_argument("query")
-    p.add_argument("--index-dir", type=Path, required=True)
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--reranker", default=None, help="trained cross-encoder folder")
-    p.add_argument("--no-lexical", action="store_true", help="turn BM25 retrieval off")
-    p.add_argument("--no-dense", action="store_true", help="turn dense retrieval off")
-    p.add_argument("--json", action="store_true", help="print the same JSON as POST /search")
-    p.set_defaults(run=search)
-
-
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve search over HTTP")
-    p.add_argument(
-        "--index-dir", type=Path, default=os.environ.get("BERTSEARCH_INDEX_DIR"),
-        help="index directory (or BERTSEARCH_INDEX_DIR)",
-    )
-    p.add_argument(
-        "--reranker", default=os.environ.get("BERTSEARCH_RERANKER"),
-        help="trained cross-encoder folder (or BERTSEARCH_RERANKER)",
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.set_defaults(run=serve)
-
-
 def index(args: argparse.Namespace) -> int:
     from bertsearch.indexer.lexical_backend import LexicalBackend
     from bertsearch.jobs.indexing.job import IndexJob, run_build, run_update
@@ -126,42 +94,4 @@ def index(args: argparse.Namespace) -> int:
             print(f"  {reject}", file=sys.stderr)
         if len(report.rejects) > 20:
             print(f"  ... and {len(report.rejects) - 20} more", file=sys.stderr)
-    return 0
-
-
-def search(args: argparse.Namespace) -> int:
-    from bertsearch.ranker.factory import open_pipeline
-    from bertsearch.ranker.pipeline import PipelineConfig
-    from bertsearch.ranker.response import result_to_dict
-
-    config = PipelineConfig(lexical=not args.no_lexical, dense=not args.no_dense)
-    pipeline = open_pipeline(args.index_dir, reranker=args.reranker, config=config)
-    result = pipeline.search(args.query, top_k=args.top_k)
-    answer = result_to_dict(result, args.query)
-    if args.json:
-        print(json.dumps(answer, indent=2, ensure_ascii=False))
-        return 0
-    for note in answer["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    for rank, hit in enumerate(answer["hits"], start=1):
-        stages = " ".join(f"{k}={v:.4g}" for k, v in hit["scores"].items())
-        print(f"{rank:>3}. {hit['id']}  {hit['title'][:80]}\n     {stages}\n     {hit['snippet'][:160]}")
-    timings = " ".join(f"{k}={v:.1f}ms" for k, v in answer["timings_ms"].items())
-    print(f"timings: {timings}", file=sys.stderr)
-    return 0
-
-
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from bertsearch.api.settings import ServiceSettings
-    from bertsearch.indexer.versions import IndexDirectory
-
-    if args.index_dir is None:
-        raise UserError("give --index-dir or set BERTSEARCH_INDEX_DIR")
-    settings = ServiceSettings(index_dir=args.index_dir, reranker=args.reranker)
-    IndexDirectory(args.index_dir).current()  # fail here, with the fix, rather than in lifespan
-    os.environ.update(settings.to_env())
-    print(f"serving {args.index_dir} on http://{args.host}:{args.port} (API docs at /docs)")
-    uvicorn.run("bertsearch.api.app:create_app_from_env", factory=True, host=args.host, port=args.port)
     return 0
