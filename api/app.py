@@ -6,9 +6,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bertsearch.api.observability import Metrics, observe_requests
 from bertsearch.api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
+from bertsearch.api.scoring_worker import ScoringWorker
 from bertsearch.api.serving import ServingState, VersionWatcher, load_serving
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.api.writes import (
@@ -22,15 +27,21 @@ from bertsearch.indexer.documents import Document
 from bertsearch.indexer.incremental import UpdateReport
 from bertsearch.indexer.snapshot import ModelMismatchError
 from bertsearch.indexer.versions import IndexBusyError
+from bertsearch.ranker.rerank_budget import Overloaded
 from bertsearch.ranker.response import result_to_dict
 
 VERSION_HEADER = "X-Index-Version"
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.serving = load_serving(settings)
+        app.state.serving = load_serving(settings, on_batch=metrics.observe_batch)
+        scorer = app.state.serving.pipeline.scorer
+        if isinstance(scorer, ScoringWorker):
+            metrics.watch_queue(scorer.queued_pairs)
         watcher = VersionWatcher(app.state, settings.reload_seconds)
         app.state.watcher = watcher
         app.state.writer = DocumentWriter(settings, watcher)
@@ -38,14 +49,35 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         watcher.stop()
         app.state.serving.pipeline.close()
+        if isinstance(scorer, ScoringWorker):
+            scorer.close()
 
     app = FastAPI(
         title="bertsearch",
         summary="BM25 + dense retrieval, fused and reranked by a BERT cross-encoder",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    app.middleware("http")(observe_requests)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
     return app
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, with the offending input made printable: a lone surrogate in a request
+    (``"\\ud800"`` in JSON) would otherwise make the error response itself unencodable (a 500)."""
+    return JSONResponse(status_code=422, content={"detail": _printable(jsonable_encoder(exc.errors()))})
+
+
+def _printable(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value
 
 
 def create_app_from_env() -> FastAPI:
@@ -99,20 +131,76 @@ def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document],
     }
 
 
+def _check_limits(overrides: dict, settings: ServiceSettings, api_key: str | None) -> None:
+    """Refuse, with a 422 that names the limit, an expensive request without the API key."""
+    if api_key is not None:
+        try:
+            check_api_key(settings, api_key)
+        except WrongKeyError as err:
+            raise HTTPException(status_code=403, detail=str(err)) from None
+        except WritesDisabledError:
+            pass  # no key configured: everyone is anonymous
+        else:
+            return  # the key lifts the limits to the schema's
+    limits = {
+        "lexical_k": settings.max_candidates,
+        "dense_k": settings.max_candidates,
+        "rerank_top_n": settings.max_rerank_top_n,
+        "rerank_budget_ms": settings.max_rerank_budget_ms,
+    }
+    over = [f"stages.{name} is at most {limit:g} without an API key (got {overrides[name]:g})"
+            for name, limit in limits.items() if name in overrides and overrides[name] > limit]
+    if over:
+        raise HTTPException(status_code=422, detail="; ".join(over) + ": lower it, or send X-API-Key")
+
+
+def _describe(metrics: Metrics, state: ServingState) -> None:
+    """The info metrics: which index version and which reranker are served."""
+    metrics.index.info({"version": state.version, "documents": str(state.snapshot.manifest.documents)})
+    reranker = state.pipeline.reranker
+    if reranker is not None:
+        metrics.reranker.info({
+            "path": str(state.settings.reranker), "max_length": str(reranker.max_length),
+            "rerank_weight": str(reranker.rerank_weight), "rerank_top_n": str(reranker.rerank_top_n),
+        })  # fmt: skip
+
+
 # Long: every route of the service in one place, each a few lines over the pipeline.
 def _add_routes(app: FastAPI) -> None:
     @app.post("/search", response_model=SearchResponse)
-    def search(body: SearchRequest, state: Serving, response: Response) -> dict:
+    def search(
+        body: SearchRequest,
+        state: Serving,
+        request: Request,
+        response: Response,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> dict:
         pipeline = state.pipeline  # one pipeline for the whole request, even if a new version lands
         overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
+        _check_limits(overrides, state.settings, x_api_key)
         try:
             config = pipeline.config.with_overrides(**overrides)
             pipeline.check(config)
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
-        result = pipeline.search(body.query, top_k=body.top_k, config=config)
+        try:
+            result = pipeline.search(body.query, top_k=body.top_k, config=config)
+        except Overloaded as err:
+            raise HTTPException(
+                status_code=503, detail=str(err), headers={"Retry-After": str(err.retry_after)}
+            ) from None
+        request.app.state.metrics.observe_answer(result)
+        request.state.degraded = list(result.degraded_reasons)
         response.headers[VERSION_HEADER] = state.version
         return result_to_dict(result, body.query)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics.registry
+        state = getattr(request.app.state, "serving", None)
+        if state is not None:
+            _describe(request.app.state.metrics, state)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/documents/{doc_id}", response_model=DocumentOut)
     def get_document(doc_id: str, state: Serving, response: Response) -> dict:

@@ -29,6 +29,13 @@ class StageSettings(BaseModel):
         description="weight of the reranker's score against the fused score (1: reranker alone; "
         "default: the weight the served model was tuned with)",
     )
+    rerank_budget_ms: float | None = Field(
+        None,
+        gt=0,
+        le=60_000,
+        description="time the rerank stage may take; candidates left unscored keep their fused order "
+        "(default: the service's budget)",
+    )
 
 
 class SearchRequest(BaseModel):
@@ -57,9 +64,23 @@ class HitOut(BaseModel):
     )
 
 
+class RerankOut(BaseModel):
+    requested: int = Field(description="candidates the rerank stage was asked to score")
+    scored: int = Field(description="candidates it scored (the first ones in fused order)")
+    budget_ms: float | None = Field(description="the time it was given (null: no limit)")
+    spent_ms: float
+
+
 class SearchResponse(BaseModel):
     hits: list[HitOut]
-    reranked: bool = Field(description="whether the cross-encoder reranked these hits")
+    reranked: bool = Field(description="whether the cross-encoder reranked (some of) these hits")
+    rerank: RerankOut | None = Field(None, description="what the rerank stage did; null when it did not run")
+    degraded: bool = Field(False, description="whether the answer is less than asked for")
+    degraded_reasons: list[str] = Field(
+        default_factory=list,
+        description="why: budget (the rerank budget ran out), queue (the time went waiting behind other "
+        "requests), failure (the reranker failed: hits are in fused order)",
+    )
     timings_ms: dict[str, float]
     notes: list[str] = Field(default_factory=list, description="stages skipped, and why")
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from bertsearch.api.scoring_worker import ScoringWorker, WorkerSettings
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.embedder import Embedder
 from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.indexer.versions import IndexDirectory
 from bertsearch.ranker.factory import open_pipeline
-from bertsearch.ranker.pipeline import SearchPipeline
+from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,32 @@ class ServingState:
         return self.snapshot.manifest.version
 
 
-def load_serving(settings: ServiceSettings) -> ServingState:
-    """Open the current version with freshly loaded models, and warm it up."""
+def load_serving(
+    settings: ServiceSettings, on_batch: Callable[[int, float], None] | None = None
+) -> ServingState:
+    """Open the current version with freshly loaded models, hand the reranker to one scoring
+    worker (``on_batch`` sees each of its batches), and warm it up."""
     snapshot = IndexSnapshot.open(settings.index_dir)
     pipeline = open_pipeline(
         settings.index_dir,
         encoder_model=settings.encoder_model,
         reranker=settings.reranker,
         snapshot=snapshot,
+        config=PipelineConfig(rerank_budget_ms=settings.rerank_budget_ms or None),
     )
-    # One query before taking traffic: torch's first forward pass pays ~1 s of lazy set-up.
-    pipeline.search("warm up", top_k=1)
+    if pipeline.reranker is not None:
+        pipeline.scorer = ScoringWorker(
+            pipeline.reranker,
+            WorkerSettings(
+                max_batch_pairs=settings.rerank_batch_pairs,
+                max_wait_ms=settings.rerank_batch_wait_ms,
+                max_queue_ms=settings.rerank_max_queue_ms,
+            ),
+            on_batch=on_batch,
+        )
+    # Before taking traffic: torch's first forward pass pays ~1 s of lazy set-up, and the
+    # scoring worker learns its speed (unbudgeted, so the whole depth is scored).
+    pipeline.search("warm up", top_k=1, config=replace(pipeline.config, rerank_budget_ms=None))
     return ServingState(pipeline, snapshot, settings, pipeline.encoder.fingerprint())
 
 
@@ -65,6 +82,7 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
         encoder,
         current.pipeline.reranker,
         current.pipeline.config,
+        scorer=current.pipeline.scorer,  # the one scoring worker stays
     )
     pipeline.search("warm up", top_k=1)
     return ServingState(pipeline, snapshot, current.settings, current.encoder_fingerprint)

@@ -25,6 +25,14 @@ class ServiceSettings(BaseSettings):
     index version (0: never). ``keep_versions``: versions kept when a write publishes one.
     ``write_lock_seconds``: how long a write waits for another writer (a scheduled build) before
     answering 409.
+
+    Reranking: ``rerank_budget_ms`` is the time the rerank stage of an answer may take unless the
+    request asks for another (0: no limit). The scoring worker batches up to
+    ``rerank_batch_pairs`` pairs, waiting at most ``rerank_batch_wait_ms`` for a batch to fill,
+    and answers 503 (Retry-After) when more than ``rerank_max_queue_ms`` of scoring is queued.
+
+    Limits of a request without the API key (with it, the schema's): ``max_candidates`` for
+    ``lexical_k``/``dense_k``, ``max_rerank_top_n``, ``max_rerank_budget_ms``.
     """
 
     model_config = SettingsConfigDict(
@@ -40,6 +48,13 @@ class ServiceSettings(BaseSettings):
     reload_seconds: float = 2.0
     keep_versions: int = 3
     write_lock_seconds: float = 10.0
+    rerank_budget_ms: float = Field(default=400.0, ge=0)
+    rerank_batch_pairs: int = Field(default=64, ge=1, le=4096)
+    rerank_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    rerank_max_queue_ms: float = Field(default=2000.0, ge=0)
+    max_candidates: int = Field(default=200, ge=1, le=1000)
+    max_rerank_top_n: int = Field(default=100, ge=1, le=1000)
+    max_rerank_budget_ms: float = Field(default=2000.0, gt=0)
 
     @field_validator("reload_seconds")
     @classmethod

@@ -6,11 +6,14 @@ configuration is a served one.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+import numpy as np
 
 from bertsearch.indexer.dense import DENSE_STAGE, DenseIndex
 from bertsearch.indexer.documents import Document, Hit
@@ -18,6 +21,16 @@ from bertsearch.indexer.embedder import Embedder
 from bertsearch.indexer.lexical import LEXICAL_STAGE, LexicalIndex
 from bertsearch.ranker.cross_encoder import RERANK_STAGE, CrossEncoder
 from bertsearch.ranker.fusion import FUSION_STAGE, ReciprocalRankFusion, interpolate
+from bertsearch.ranker.rerank_budget import (
+    FAILURE,
+    ChunkedScorer,
+    Overloaded,
+    PairScorer,
+    RerankCoverage,
+    ScoredPrefix,
+)
+
+log = logging.getLogger(__name__)
 
 BLEND_STAGE = "blend"
 TAIL_GAP = 1e-3  # how far below the last reranked hit the first unreranked one scores
@@ -36,6 +49,8 @@ class PipelineConfig:
     fused order below them); ``rerank_weight``: how much the reranker's score counts against the
     retrieval score in the final order of those candidates (1: the reranker alone). None, for
     either, means the reranker's own setting, the one it was tuned with (``CrossEncoder``).
+    ``rerank_budget_ms``: the time the rerank stage may take (None: no limit, every candidate is
+    scored); candidates it leaves unscored keep their fused order below the scored ones.
     """
 
     lexical: bool = True
@@ -46,6 +61,7 @@ class PipelineConfig:
     rrf_k: int = 60
     rerank_top_n: int | None = None
     rerank_weight: float | None = None
+    rerank_budget_ms: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense):
@@ -58,6 +74,10 @@ class PipelineConfig:
             raise ValueError(f"rrf_k must be non-negative, got {self.rrf_k}")
         if self.rerank_weight is not None and not 0.0 <= self.rerank_weight <= 1.0:
             raise ValueError(f"rerank_weight must be between 0 and 1, got {self.rerank_weight}")
+        if self.rerank_budget_ms is not None and not self.rerank_budget_ms > 0:
+            raise ValueError(
+                f"rerank_budget_ms must be positive (or None: no limit), got {self.rerank_budget_ms}"
+            )
 
     def with_overrides(self, **changes: Any) -> PipelineConfig:
         """A copy with the given settings changed; ``None`` values leave a setting as it is."""
@@ -76,11 +96,23 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """One answer. ``rerank`` says what the rerank stage scored (None when it did not run);
+    ``degraded_reasons`` why the answer is less than asked for (``budget``, ``queue``, ``failure``)."""
+
     hits: list[Hit]
     documents: dict[str, Document]
     reranked: bool
     timings_ms: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    rerank: RerankCoverage | None = None
+
+    @property
+    def degraded_reasons(self) -> tuple[str, ...]:
+        return self.rerank.reasons if self.rerank is not None else ()
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.degraded_reasons)
 
 
 class SearchPipeline:
@@ -88,6 +120,8 @@ class SearchPipeline:
 
     ``encoder`` must be the model the dense index was built with (see IndexSnapshot.check_encoder);
     ``reranker`` may be None, in which case the rerank stage is skipped and results say so.
+    ``scorer`` scores the reranker's pairs (default: a :class:`ChunkedScorer` of ``reranker`` in
+    the calling thread; the query service hands it its scoring worker).
     """
 
     def __init__(
@@ -97,6 +131,7 @@ class SearchPipeline:
         encoder: Embedder | None,
         reranker: CrossEncoder | None = None,
         config: PipelineConfig | None = None,
+        scorer: PairScorer | None = None,
     ) -> None:
         if (dense is None) != (encoder is None):
             raise ValueError("a dense index and its query encoder go together: give both or neither")
@@ -104,6 +139,7 @@ class SearchPipeline:
         self.dense = dense
         self.encoder = encoder
         self.reranker = reranker
+        self.scorer = scorer if scorer is not None else (ChunkedScorer(reranker) if reranker else None)
         self.config = config or PipelineConfig(dense=dense is not None)
         self._dense_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dense")
         self.check(self.config)
@@ -197,40 +233,64 @@ class SearchPipeline:
         else:
             candidates = rankings[0]
         notes: list[str] = []
-        reranked = False
         will_rerank = config.rerank and self.reranker is not None
         config = self.resolve(config)
         wanted = candidates[: max(top_k, config.rerank_top_n if will_rerank else 0)]
         start = time.perf_counter()
         documents = self.lexical.get([hit.id for hit in wanted])
         timings["fetch"] = _ms(start)
+        coverage = None
         if config.rerank and self.reranker is None:
             notes.append(NO_RERANKER_NOTE)
         elif will_rerank and candidates:
             start = time.perf_counter()
-            candidates = self._rerank(query, candidates, config.rerank_top_n, documents, config.rerank_weight)
+            candidates, coverage = self._rerank(query, candidates, documents, config)
             timings[RERANK_STAGE] = _ms(start)
-            reranked = True
         hits = candidates[:top_k]
         timings["total"] = _ms(started)
         return SearchResult(
             hits=hits,
             documents={hit.id: documents[hit.id] for hit in hits if hit.id in documents},
-            reranked=reranked,
+            reranked=coverage is not None and coverage.scored > 0,
             timings_ms=timings,
             notes=notes,
+            rerank=coverage,
         )
 
     def _rerank(
-        self, query: str, candidates: list[Hit], top_n: int, documents: dict[str, Document], weight: float
-    ) -> list[Hit]:
-        head = [hit for hit in candidates[:top_n] if hit.id in documents]
-        scores = self.reranker.score(query, [documents[hit.id].body for hit in head])
+        self, query: str, candidates: list[Hit], documents: dict[str, Document], config: PipelineConfig
+    ) -> tuple[list[Hit], RerankCoverage]:
+        """The candidates with the head reranked as far as the budget allows, and what was done.
+
+        A failing scorer costs the answer its rerank, never the answer: the fused order is served,
+        flagged ``failure``. Overloaded (the service's queue is full) is the caller's to answer.
+        """
+        head = [hit for hit in candidates[: config.rerank_top_n] if hit.id in documents]
+        budget = config.rerank_budget_ms
+        started = time.monotonic()
+        deadline = started + budget / 1000.0 if budget is not None else None
+        try:
+            prefix = self.scorer.score_prefix([(query, documents[hit.id].body) for hit in head], deadline)
+        except Overloaded:
+            raise
+        except Exception:  # noqa: BLE001 - any scorer failure degrades this answer, never fails it
+            log.exception("rerank failed for query %r: serving the fused order", query[:80])
+            prefix = ScoredPrefix(scores=np.zeros(0, dtype=np.float32), cut=FAILURE)
+        scored = head[: len(prefix.scores)]
         rescored = order_reranked(
-            [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(head, scores, strict=True)], weight
+            [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(scored, prefix.scores, strict=True)],
+            config.rerank_weight,
         )
-        scored_ids = {hit.id for hit in head}
-        return merge_reranked(rescored, [hit for hit in candidates if hit.id not in scored_ids])
+        scored_ids = {hit.id for hit in scored}
+        ordered = merge_reranked(rescored, [hit for hit in candidates if hit.id not in scored_ids])
+        coverage = RerankCoverage(
+            requested=len(head),
+            scored=len(scored),
+            budget_ms=budget,
+            spent_ms=(time.monotonic() - started) * 1000.0,
+            reasons=(prefix.cut,) if prefix.cut else (),
+        )
+        return ordered, coverage
 
     def close(self) -> None:
         self._dense_pool.shutdown(wait=False)

@@ -43,6 +43,9 @@ def result_to_dict(result: SearchResult, query: str) -> dict[str, Any]:
     return {
         "hits": hits,
         "reranked": result.reranked,
+        "rerank": result.rerank.to_dict() if result.rerank is not None else None,
+        "degraded": result.degraded,
+        "degraded_reasons": list(result.degraded_reasons),
         "timings_ms": result.timings_ms,
         "notes": result.notes,
     }

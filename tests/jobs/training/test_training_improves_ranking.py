@@ -69,4 +69,5 @@ def test_a_fine_tuned_reranker_beats_its_untrained_head_on_held_out_queries(loca
 
     before = _held_out_ndcg(data, index, untrained, tmp_path / "eval-untrained")
     after = _held_out_ndcg(data, index, trained, tmp_path / "eval-trained")
+    print(f"\nheld-out nDCG@10, 15 queries, {steps} steps: untrained {before:.4f}, fine-tuned {after:.4f}")
     assert after > before + 0.05, f"held-out nDCG@10: untrained head {before:.4f}, fine-tuned {after:.4f}"
