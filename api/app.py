@@ -102,7 +102,7 @@ def writer(request: Request, x_api_key: Annotated[str | None, Header()] = None) 
     try:
         check_api_key(state.settings, x_api_key)
     except WritesDisabledError as err:
-        raise HTTPException(status_code=503, detail=str(err)) from None
+        raise HTTPException(status_code=403, detail=str(err)) from None
     except MissingKeyError as err:
         challenge = {"WWW-Authenticate": "X-API-Key"}
         raise HTTPException(status_code=401, detail=str(err), headers=challenge) from None
@@ -133,12 +133,12 @@ def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document],
 
 def _check_limits(overrides: dict, settings: ServiceSettings, api_key: str | None) -> None:
     """Refuse, with a 422 that names the limit, an expensive request without the API key."""
-    if api_key is not None:
+    if api_key:
         try:
             check_api_key(settings, api_key)
         except WrongKeyError as err:
             raise HTTPException(status_code=403, detail=str(err)) from None
-        except WritesDisabledError:
+        except (WritesDisabledError, MissingKeyError):
             pass  # no key configured: everyone is anonymous
         else:
             return  # the key lifts the limits to the schema's
@@ -184,6 +184,8 @@ def _add_routes(app: FastAPI) -> None:
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         try:
+            if config.rerank and isinstance(pipeline.scorer, ScoringWorker):
+                pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
             result = pipeline.search(body.query, top_k=body.top_k, config=config)
         except Overloaded as err:
             raise HTTPException(

@@ -118,17 +118,35 @@ class ScoringWorker:
         with self._cond:
             return sum(job.waiting for job in self._jobs)
 
-    def queued_seconds(self) -> float:
-        """The scoring time of the work waiting now, at the current speed estimate."""
+    def expected_wait(self) -> float:
+        """Seconds until a job enqueued now would get its first pair scored.
+
+        The jobs ahead are served in turn, each until its pairs are scored or its deadline
+        passes, whichever comes first: with budgets, the wait is bounded by the budgets ahead,
+        not by the pairs they asked for.
+        """
         per_pair = self.speed.seconds_per_pair or 0.0
-        return self.queued_pairs() * per_pair
+        now = time.monotonic()
+        ends = now
+        with self._cond:
+            for job in self._jobs:
+                if job.abandoned:
+                    continue
+                finish = ends + job.waiting * per_pair
+                ends = finish if job.deadline is None else min(finish, max(ends, job.deadline))
+        return ends - now
+
+    def admit(self) -> None:
+        """Raise Overloaded when a new job would wait longer than ``max_queue_ms``: the route asks
+        before retrieval, so that a refused request costs nothing."""
+        waiting = self.expected_wait()
+        if waiting * 1000.0 > self.settings.max_queue_ms:
+            raise Overloaded(waiting)
 
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix:
         if not pairs:
             return ScoredPrefix(np.zeros(0, dtype=np.float32))
-        waiting = self.queued_seconds()
-        if waiting * 1000.0 > self.settings.max_queue_ms:
-            raise Overloaded(waiting)
+        self.admit()
         job = _Job(pairs, deadline, time.monotonic())
         with self._cond:
             if self._closed:

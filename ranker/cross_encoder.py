@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertsearch.indexer.batching import length_sorted_batches
+from bertsearch.indexer.batching import token_bounded_batches
 from bertsearch.indexer.models import (
     Precision,
     autocast,
@@ -46,7 +46,8 @@ class CrossEncoder:
         model: str | Path | None,
         *,
         max_length: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 64,
+        max_batch_tokens: int = 2048,
         device: str | None = None,
         precision: Precision = "auto",
         allow_untrained_head: bool = False,
@@ -60,6 +61,11 @@ class CrossEncoder:
         self.rerank_weight = self.record.serving_weight
         self.rerank_top_n = self.record.serving_top_n
         self.batch_size = batch_size
+        if max_batch_tokens < max_length:
+            raise ValueError(
+                f"max_batch_tokens ({max_batch_tokens}) must hold one pair of max_length {max_length}"
+            )
+        self.max_batch_tokens = max_batch_tokens
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.allow_untrained_head = allow_untrained_head
@@ -94,26 +100,34 @@ class CrossEncoder:
         return self.score_pairs([(query, text) for text in texts])
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Relevance of each (query, text) pair, batched by length."""
+        """Relevance of each (query, text) pair, tokenized once and scored in batches of similar
+        token length (at most ``batch_size`` pairs and ``max_batch_tokens`` padded tokens each)."""
         if self.model is None:
             raise RuntimeError("CrossEncoder.load() must be called before scoring")
         out = np.zeros(len(pairs), dtype=np.float32)
-        lengths = [len(q) + len(t) for q, t in pairs]
+        if not pairs:
+            return out
+        encoded = self._tokenize(pairs)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         with torch.inference_mode(), autocast(self.device, self.bf16):
-            for batch in length_sorted_batches(lengths, self.batch_size):
-                logits = self.logits([pairs[i] for i in batch])
-                out[batch] = logits.float().cpu().numpy()
+            for batch in token_bounded_batches(lengths, self.batch_size, self.max_batch_tokens):
+                features = self.tokenizer.pad(
+                    {key: [values[i] for i in batch] for key, values in encoded.items()}, return_tensors="pt"
+                ).to(self.device)
+                out[batch] = self.model(**features).logits[:, 0].float().cpu().numpy()
         return out
+
+    def _tokenize(self, pairs: Sequence[tuple[str, str]], **padding):
+        return self.tokenizer(
+            [q for q, _ in pairs],
+            [t for _, t in pairs],
+            truncation="longest_first",
+            max_length=self.max_length,
+            **padding,
+        )
 
     def logits(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
         """The model's raw output for a batch of pairs (with gradients when not in inference mode)."""
-        encoded = self.tokenizer(
-            [q for q, _ in pairs],
-            [t for _, t in pairs],
-            padding=True,
-            truncation="longest_first",
-            max_length=self.max_length,
-            return_tensors="pt",
-        ).to(self.device)
+        encoded = self._tokenize(pairs, padding=True, return_tensors="pt").to(self.device)
         return self.model(**encoded).logits[:, 0]
 

@@ -113,8 +113,8 @@ def test_writes_need_the_configured_key_and_write_nothing_otherwise(index_dir):
     doc = {"documents": [{"id": "new", "title": "Ferns", "text": "Ferns reproduce by spores."}]}
     with TestClient(create_app(ServiceSettings(index_dir=index_dir))) as client:
         refused = client.put("/documents", json=doc, headers={"X-API-Key": KEY})
-        assert refused.status_code == 503 and "BERTSEARCH_API_KEY" in refused.json()["detail"]
-        assert client.delete("/documents/tea", headers={"X-API-Key": KEY}).status_code == 503
+        assert refused.status_code == 403 and "BERTSEARCH_API_KEY" in refused.json()["detail"]
+        assert client.delete("/documents/tea", headers={"X-API-Key": KEY}).status_code == 403
     with TestClient(create_app(ServiceSettings(index_dir=index_dir, api_key=KEY))) as client:
         missing = client.put("/documents", json=doc)
         assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]

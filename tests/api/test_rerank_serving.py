@@ -228,3 +228,8 @@ def test_a_cut_job_waiting_behind_others_is_cut_for_the_queue(tiny_cross_encoder
         scorer.close()
     assert results["first"].cut is None and len(results["first"].scores) == 16
     assert results["second"].cut == "queue" and len(results["second"].scores) < 8
+
+
+def test_undecodable_bytes_in_a_document_id_get_4xx(client):
+    assert client.get("/documents/%ED%A0%80").status_code in (404, 422)
+    assert client.get("/documents/%FF").status_code in (404, 422)

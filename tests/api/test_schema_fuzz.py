@@ -1,0 +1,90 @@
+"""The service's own OpenAPI schema, fuzzed by schemathesis over real HTTP: no request gets a 5xx.
+
+A real uvicorn server on a loopback port serves a tiny index with a tiny (random) reranker and
+takes writes; every operation of ``/openapi.json`` gets a bounded number of generated requests,
+valid and invalid, with and without the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from bertsearch.api.app import create_app
+from bertsearch.api.settings import ServiceSettings
+from bertsearch.indexer.build import build_index
+from bertsearch.indexer.embedder import Embedder
+from support.files import write_jsonl
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 40  # per operation: enough to hit the edges (surrogates, huge numbers) in seconds
+KEY = "fuzz" * 8
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records):
+    folder = tmp_path_factory.mktemp("fuzz")
+    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
+    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    reranker = shutil.copytree(tiny_cross_encoder_dir, folder / "reranker")
+    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64}))
+    app = create_app(
+        ServiceSettings(index_dir=folder / "index", reranker=str(reranker), api_key=KEY, reload_seconds=0)
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the fuzzed server did not become ready in 60 s")
+    yield base
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api_schema(server_url):
+    return schemathesis.openapi.from_url(f"{server_url}/openapi.json")
+
+
+def test_no_request_gets_a_server_error(api_schema, server_url):
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/search", "/documents", "/documents/{doc_id}", "/readyz"}
+    calls = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        def fuzz(case):
+            # half the requests carry the key, so writes and unlimited searches are fuzzed too
+            headers = {"X-API-Key": KEY} if len(calls) % 2 else {}
+            response = case.call_and_validate(
+                base_url=server_url, headers=headers, checks=[not_a_server_error], timeout=30
+            )
+            calls.append(response.status_code)
+
+        fuzz()
+    assert len(calls) >= len(operations) * 10 and all(code < 500 for code in calls)
