@@ -6,10 +6,11 @@
 Starts `bertsearch serve` on a free loopback port (or uses a running one: --url, loopback only),
 then for every (budget, clients) pair sends POST /search with the queries in turn from that many
 client threads for --seconds (at most --max-requests in all), and prints one row each: answers/s,
-p50 / p95 / p99 latency, errors (5xx and transport), 503s (admission control, counted apart), and
-the mean of scored/requested over the answers. Budget 0 sends no budget (the service default);
-budget B sends "stages": {"rerank_budget_ms": B}. --soak S also runs S seconds at the largest
-client count and reports the server's RSS at its start and end. Every loop is bounded in count
+p50 / p95 / p99 latency, errors (5xx and transport), 503s (admission control, counted apart: the
+client then waits Retry-After, as a well-behaved client does), and the mean of scored/requested
+over the answers. Budget 0 sends no budget (the service default);
+budget B sends "stages": {"rerank_budget_ms": B}. --soak S also runs S seconds at --soak-clients
+(8) and reports the server's RSS at its start and end. Every loop is bounded in count
 and time and stops by itself; nothing leaves this machine.
 """
 
@@ -44,7 +45,8 @@ def main() -> None:
     parser.add_argument("--rerank-top-n", type=int, default=None, help="reranked (default: the model's own)")
     parser.add_argument("--seconds", type=float, default=30.0, help="per configuration")
     parser.add_argument("--max-requests", type=int, default=5000, help="per configuration, at most")
-    parser.add_argument("--soak", type=float, default=0.0, help="seconds of soak at the largest client count")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of soak after the table")
+    parser.add_argument("--soak-clients", type=int, default=8)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the started server")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here too")
     args = parser.parse_args()
@@ -74,7 +76,7 @@ def main() -> None:
                 rows.append(row)
                 print(_format(row), flush=True)
         if args.soak and server is not None:
-            clients = max(int(c) for c in args.clients.split(","))
+            clients = args.soak_clients
             before = _rss_mb(server.pid)
             row = run_load(url, queries, clients, 0.0, args.rerank_top_n, args.soak, 10**9)
             after = _rss_mb(server.pid)
@@ -124,9 +126,11 @@ def run_load(url, queries, clients, budget, top_n, seconds, max_requests) -> dic
                         counts["errors"] += 1
                     continue
                 elapsed = time.perf_counter() - started
+                backoff = 0.0
                 with lock:
                     if response.status_code == 503:
                         counts["overloaded"] += 1
+                        backoff = float(response.headers.get("Retry-After", 1))
                     elif response.status_code >= 400:
                         counts["errors"] += 1
                     else:
@@ -136,6 +140,8 @@ def run_load(url, queries, clients, budget, top_n, seconds, max_requests) -> dic
                         if rerank and rerank["requested"]:
                             coverage.append(rerank["scored"] / rerank["requested"])
                         counts["degraded"] += bool(answer.get("degraded"))
+                if backoff:  # a well-behaved client waits as told before it asks again
+                    time.sleep(min(backoff, max(0.0, stop_at - time.monotonic())))
 
     started = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
