@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bertsearch.api.observability import Metrics, observe_requests
 from bertsearch.api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
 from bertsearch.api.scoring_worker import ScoringWorker
-from bertsearch.api.serving import ServingState, VersionWatcher, load_serving
+from bertsearch.api.serving import ScorerFactory, ServingState, VersionWatcher, load_serving
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.api.writes import (
     DocumentWriter,
@@ -33,12 +33,16 @@ from bertsearch.ranker.response import result_to_dict
 VERSION_HEADER = "X-Index-Version"
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
+def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None = None) -> FastAPI:
+    """The service. ``scorer_factory``: where reranking runs (default: one scoring worker in this
+    process; ``jobs.serving`` passes a Ray Serve reranker deployment's)."""
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.serving = load_serving(settings, on_batch=metrics.observe_batch)
+        app.state.serving = load_serving(
+            settings, on_batch=metrics.observe_batch, scorer_factory=scorer_factory
+        )
         scorer = app.state.serving.pipeline.scorer
         if isinstance(scorer, ScoringWorker):
             metrics.watch_queue(scorer.queued_pairs)

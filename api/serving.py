@@ -21,8 +21,10 @@ from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.embedder import Embedder
 from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.indexer.versions import IndexDirectory
+from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
+from bertsearch.ranker.rerank_budget import PairScorer
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,21 @@ class ServingState:
         return self.snapshot.manifest.version
 
 
+# Builds the scorer of the served reranker; given the CrossEncoder (weights loaded or not).
+ScorerFactory = Callable[[CrossEncoder], PairScorer]
+
+
 def load_serving(
-    settings: ServiceSettings, on_batch: Callable[[int, float], None] | None = None
+    settings: ServiceSettings,
+    on_batch: Callable[[int, float], None] | None = None,
+    scorer_factory: ScorerFactory | None = None,
 ) -> ServingState:
     """Open the current version with freshly loaded models, hand the reranker to one scoring
-    worker (``on_batch`` sees each of its batches), and warm it up."""
+    worker (``on_batch`` sees each of its batches), and warm it up.
+
+    With ``scorer_factory`` (Ray Serve: the reranker is a deployment of its own) the reranker's
+    weights are not loaded here; the factory's scorer scores its pairs.
+    """
     snapshot = IndexSnapshot.open(settings.index_dir)
     pipeline = open_pipeline(
         settings.index_dir,
@@ -55,8 +67,11 @@ def load_serving(
         reranker=settings.reranker,
         snapshot=snapshot,
         config=PipelineConfig(rerank_budget_ms=settings.rerank_budget_ms or None),
+        load_reranker_weights=scorer_factory is None,
     )
-    if pipeline.reranker is not None:
+    if pipeline.reranker is not None and scorer_factory is not None:
+        pipeline.scorer = scorer_factory(pipeline.reranker)
+    elif pipeline.reranker is not None:
         pipeline.scorer = ScoringWorker(
             pipeline.reranker,
             WorkerSettings(

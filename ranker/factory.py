@@ -19,19 +19,24 @@ def open_pipeline(
     config: PipelineConfig | None = None,
     snapshot: IndexSnapshot | None = None,
     precision: Precision = "auto",
+    load_reranker_weights: bool = True,
 ) -> SearchPipeline:
     """Load the current index version, its query encoder and (optionally) a trained reranker.
 
     ``encoder_model`` None uses the model named in the index manifest. Raises IndexNotFoundError
     when there is no index, ModelMismatchError when the encoder's weights differ from the index's,
     UntrainedRerankerError when ``reranker`` has no trained head. ``precision`` is the query encoder's.
+    ``load_reranker_weights`` False reads only the reranker's settings (its model folder record),
+    for a pipeline whose scorer runs elsewhere (a Ray Serve reranker deployment): give it one.
     """
     snapshot = snapshot or IndexSnapshot.open(index_dir)
     built = snapshot.manifest.embedding
     model = encoder_model if encoder_model is not None else built.get("model")
     encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
-    cross_encoder = CrossEncoder(reranker).load() if reranker is not None else None
+    cross_encoder = CrossEncoder(reranker) if reranker is not None else None
+    if cross_encoder is not None and load_reranker_weights:
+        cross_encoder.load()
     return SearchPipeline(
         snapshot.lexical,
         snapshot.dense,

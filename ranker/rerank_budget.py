@@ -109,29 +109,38 @@ class SpeedEstimate:
 
 
 class ChunkedScorer:
-    """Score in the calling thread with a loaded :class:`CrossEncoder`, chunk by chunk until the deadline."""
+    """Score with a loaded :class:`CrossEncoder` in the calling thread, chunk by chunk (``chunk``
+    pairs at most, default the encoder's batch size) until the deadline.
 
-    def __init__(self, encoder: CrossEncoder, speed: SpeedEstimate | None = None) -> None:
+    Subclasses score elsewhere by overriding :meth:`_run` (``jobs.serving``: a Ray Serve
+    deployment), keeping the chunking and the speed estimate.
+    """
+
+    def __init__(self, encoder: CrossEncoder, speed: SpeedEstimate | None = None, chunk: int | None = None):
         self.encoder = encoder
         self.speed = speed or SpeedEstimate()
+        self.chunk = chunk or encoder.batch_size
 
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix:
         if deadline is None:
-            return ScoredPrefix(self._score(pairs))
+            return ScoredPrefix(self._score(pairs, None))
         out: list[np.ndarray] = []
         done = 0
         while done < len(pairs):
             fits = self.speed.pairs_within(deadline - time.monotonic())
-            chunk = self.encoder.batch_size if fits is None else min(fits, self.encoder.batch_size)
+            chunk = self.chunk if fits is None else min(fits, self.chunk)
             if chunk < 1:
                 break
-            out.append(self._score(pairs[done : done + chunk]))
+            out.append(self._score(pairs[done : done + chunk], deadline))
             done += len(out[-1])
         scores = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
         return ScoredPrefix(scores, None if done == len(pairs) else BUDGET)
 
-    def _score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def _score(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> np.ndarray:
         started = time.perf_counter()
-        scores = self.encoder.score_pairs(list(pairs))
+        scores = self._run(list(pairs), deadline)
         self.speed.observe(len(pairs), time.perf_counter() - started)
         return scores
+
+    def _run(self, pairs: list[tuple[str, str]], deadline: float | None) -> np.ndarray:
+        return self.encoder.score_pairs(pairs)

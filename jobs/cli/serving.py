@@ -40,6 +40,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    g = p.add_argument_group("Ray Serve (scale out: replicas of the service and a batching reranker)")
+    g.add_argument("--ray-serve", action="store_true",
+                   help="serve on Ray Serve (a local Ray, or the cluster at RAY_ADDRESS), not in one process")
+    g.add_argument("--replicas", type=int, default=2, help="service replicas (default 2)")
+    g.add_argument("--max-replicas", type=int, default=None,
+                   help="autoscale the service between --replicas and this many replicas")
+    g.add_argument("--replica-cpus", type=float, default=0.25, help="CPUs reserved per service replica")
+    g.add_argument("--reranker-replicas", type=int, default=1, help="reranker replicas (default 1)")
+    g.add_argument("--reranker-cpus", type=float, default=1.0, help="CPUs per reranker replica")
+    g.add_argument("--reranker-gpus", type=float, default=None,
+                   help="GPUs per reranker replica (default: 1 where the cluster has GPUs, else 0)")
     p.set_defaults(run=serve)
 
 
@@ -75,7 +86,30 @@ def serve(args: argparse.Namespace) -> int:
         raise UserError("give --index-dir or set BERTSEARCH_INDEX_DIR")
     settings = ServiceSettings(index_dir=args.index_dir, reranker=args.reranker)
     IndexDirectory(args.index_dir).current()  # fail here, with the fix, rather than in lifespan
+    if args.ray_serve:
+        return _serve_on_ray(args, settings)
     os.environ.update(settings.to_env())
     print(f"serving {args.index_dir} on http://{args.host}:{args.port} (API docs at /docs)")
     uvicorn.run("bertsearch.api.app:create_app_from_env", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, settings) -> int:
+    """The same service on Ray Serve; ``settings`` (flags over BERTSEARCH_* variables) go to every replica."""
+    from bertsearch.jobs.runtime import join_or_start_ray
+    from bertsearch.jobs.serving.ray_serve import ServeLayout, run
+
+    layout = ServeLayout(
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        ingress_cpus=args.replica_cpus,
+        reranker_replicas=args.reranker_replicas,
+        reranker_cpus=args.reranker_cpus,
+        reranker_gpus=args.reranker_gpus,
+    )
+    join_or_start_ray()
+    rerankers = layout.reranker_replicas if settings.reranker else 0
+    print(f"serving {args.index_dir} on Ray Serve at http://{args.host}:{args.port}: "
+          f"{layout.replicas} service replicas, {rerankers} reranker replicas")
+    run(settings, layout, host=args.host, port=args.port)
     return 0
