@@ -2,6 +2,7 @@
 
     python bench/load.py --index-dir var/sample/index --reranker var/sample/reranker \
         --queries var/sample/queries.jsonl --clients 1,8,16 --budgets 0,400 --seconds 30
+    python bench/load.py ... --serve-args "--ray-serve --replicas 2"     # the same on Ray Serve
 
 Starts `bertsearch serve` on a free loopback port (or uses a running one: --url, loopback only),
 then for every (budget, clients) pair sends POST /search with the queries in turn from that many
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of soak after the table")
     parser.add_argument("--soak-clients", type=int, default=8)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the started server")
+    parser.add_argument("--serve-args", default="", help="flags for `bertsearch serve`, e.g. '--ray-serve'")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here too")
     args = parser.parse_args()
 
@@ -56,7 +58,8 @@ def main() -> None:
     if args.url:
         url = _loopback(args.url)
     elif args.index_dir:
-        server, url = _start(args.index_dir, args.reranker, dict(e.split("=", 1) for e in args.env))
+        env = dict(e.split("=", 1) for e in args.env)
+        server, url = _start(args.index_dir, args.reranker, env, args.serve_args.split())
     else:
         parser.error("give --url or --index-dir")
     try:
@@ -175,12 +178,12 @@ def _loopback(url: str) -> str:
     return url.rstrip("/")
 
 
-def _start(index_dir: Path, reranker: str | None, env: dict[str, str]):
+def _start(index_dir: Path, reranker: str | None, env: dict[str, str], extra: list[str]):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [str(Path(sys.executable).with_name("bertsearch")), "serve", "--index-dir", str(index_dir),
-               "--port", str(port), *(["--reranker", reranker] if reranker else [])]  # fmt: skip
+               "--port", str(port), *(["--reranker", reranker] if reranker else []), *extra]  # fmt: skip
     server = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

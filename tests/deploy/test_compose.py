@@ -77,3 +77,11 @@ def test_api_points_at_the_elasticsearch_service(compose: dict) -> None:
     assert env["BERTSEARCH_LEXICAL"] == "elasticsearch"
     assert env["BERTSEARCH_INDEX_DIR"] == "/data/index"
     assert api["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
+
+
+def test_the_ray_serve_service_is_opt_in_and_serves_the_same_app(compose: dict) -> None:
+    service = compose["services"]["api-ray-serve"]
+    assert service["profiles"] == ["ray-serve"]  # `docker compose up` alone starts the plain API
+    assert service["command"][:3] == ["bertsearch", "serve", "--ray-serve"]
+    plain = environment(compose["services"]["api"])
+    assert environment(service)["BERTSEARCH_INDEX_DIR"] == plain["BERTSEARCH_INDEX_DIR"]
