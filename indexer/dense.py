@@ -81,6 +81,7 @@ class DenseIndex:
         self._label_of: dict[str, int] = {}  # live document id -> label
         self._tombstones: set[int] = set()  # HNSW labels deleted but still in the graph
         self._index: faiss.Index | None = None
+        self._gpu_index: faiss.Index | None = None  # a GPU copy for search, once moved (serving)
 
     def __len__(self) -> int:
         return len(self._label_of)
@@ -104,6 +105,7 @@ class DenseIndex:
         if len(set(ids)) != len(ids):
             raise ValueError("document ids must be unique in a dense index")
         self._index = self._new_index(len(ids), vectors)
+        self._gpu_index = None  # a GPU copy would be stale: move again after changes
         self._labels = list(ids)
         self._label_of = {doc_id: label for label, doc_id in enumerate(ids)}
         self._tombstones = set()
@@ -120,6 +122,7 @@ class DenseIndex:
         if self._index is None:
             return self.build(ids, vectors)
         self.delete([doc_id for doc_id in ids if doc_id in self._label_of])
+        self._gpu_index = None
         first = len(self._labels)
         labels = np.arange(first, first + len(ids), dtype=np.int64)
         self._index.add_with_ids(vectors, labels)
@@ -132,6 +135,7 @@ class DenseIndex:
         labels = [self._label_of.pop(doc_id) for doc_id in dict.fromkeys(ids) if doc_id in self._label_of]
         if not labels:
             return 0
+        self._gpu_index = None
         if self._is_hnsw():
             self._tombstones.update(labels)
         else:
@@ -227,7 +231,7 @@ class DenseIndex:
             scores, labels = self._index.search(queries, k, params=params)
             del alive, dead  # the selectors must outlive the search call
         else:
-            scores, labels = self._index.search(queries, k)
+            scores, labels = (self._gpu_index or self._index).search(queries, k)
         return [
             [
                 Hit(id=self._labels[label], score=float(score), scores={DENSE_STAGE: float(score)})
@@ -236,6 +240,21 @@ class DenseIndex:
             ]
             for row_scores, row_labels in zip(scores, labels, strict=True)
         ]
+
+    def search_on_gpu(self) -> bool:
+        """Search a copy of the index on the GPU when faiss-gpu and a GPU are present (flat and
+        IVF indexes; HNSW has no GPU version). Updates, saving and reconstruction keep using the
+        CPU index; on a machine without faiss-gpu or a GPU nothing changes. True when moved."""
+        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1 or self._index is None:
+            return False
+        if self._is_hnsw():
+            return False
+        try:
+            self._gpu_resources = faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+        except RuntimeError:  # an index type faiss cannot move: the CPU one serves
+            self._gpu_index = None
+        return self._gpu_index is not None
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -30,6 +30,8 @@ def open_pipeline(
     for a pipeline whose scorer runs elsewhere (a Ray Serve reranker deployment): give it one.
     """
     snapshot = snapshot or IndexSnapshot.open(index_dir)
+    if snapshot.dense is not None:
+        snapshot.dense.search_on_gpu()  # with faiss-gpu and a GPU; a no-op otherwise
     built = snapshot.manifest.embedding
     model = encoder_model if encoder_model is not None else built.get("model")
     encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()

@@ -72,3 +72,17 @@ def test_bad_builds_are_refused(ids, shape, message):
 def test_unknown_index_kind_names_the_choices():
     with pytest.raises(ValueError, match="'flat', 'hnsw' or 'ivf'"):
         DenseConfig(kind="annoy")
+
+
+@pytest.mark.unit
+def test_without_faiss_gpu_the_index_stays_on_the_cpu_and_answers_the_same():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = DenseIndex(8).build([f"d{i}" for i in range(20)], vectors)
+    before = [[h.id for h in hits] for hits in index.search(vectors[:3], 5)]
+    moved = index.search_on_gpu()
+    import faiss
+
+    assert moved == (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
+    assert [[h.id for h in hits] for hits in index.search(vectors[:3], 5)] == before
