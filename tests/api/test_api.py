@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,6 +16,7 @@ from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.build import build_index
 from bertsearch.indexer.embedder import Embedder
 from support.files import write_jsonl
+from support.servers import free_port, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +95,6 @@ def test_documents_health_and_readiness(tiny_client):
     assert ready["status"] == "ready" and ready["documents"] == 8
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory, corpus_records):
     """`bertsearch index` + `bertsearch serve` with the packaged MiniLM, on a free loopback port."""
@@ -124,19 +117,11 @@ def live_server(tmp_path_factory, corpus_records):
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None:
-            pytest.fail(f"server exited: {server.stdout.read()}")
-        time.sleep(0.5)
-    else:
+    try:
+        wait_ready(base, 120, alive=lambda: server.stdout.read() if server.poll() is not None else None)
+    except BaseException:
         server.kill()
-        pytest.fail("server did not become ready in 120 s")
+        raise
     yield base
     server.terminate()
     server.wait(timeout=30)

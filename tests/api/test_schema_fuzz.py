@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
-import time
 
-import httpx
 import pytest
 import schemathesis
 import uvicorn
@@ -25,6 +22,7 @@ from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.build import build_index
 from bertsearch.indexer.embedder import Embedder
 from support.files import write_jsonl
+from support.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -42,22 +40,12 @@ def server_url(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_r
     app = create_app(
         ServiceSettings(index_dir=folder / "index", reranker=str(reranker), api_key=KEY, reload_seconds=0)
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        pytest.fail("the fuzzed server did not become ready in 60 s")
+    wait_ready(base, 60)
     yield base
     server.should_exit = True
     thread.join(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 
 import httpx
@@ -17,6 +16,7 @@ from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.build import build_index
 from bertsearch.indexer.embedder import Embedder
 from support.files import write_jsonl
+from support.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,12 @@ def serve_url(settings):
     if ray.is_initialized():  # left by another module: ours needs its own resources
         ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     try:
         run(settings, ServeLayout(replicas=2, ingress_cpus=0.25, reranker_cpus=0.5), host="127.0.0.1",
             port=port, blocking=False)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
-            assert time.monotonic() < deadline, "Ray Serve did not become ready in 120 s"
-            time.sleep(0.5)
+        wait_ready(url, 120)
         yield url
     finally:
         serve.shutdown()
