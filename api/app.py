@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
@@ -11,8 +14,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bertsearch.api.feedback.records import Event, FeedbackLog, QueryRecord, ServedHit, UnknownQueryError
+from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.api.observability import Metrics, observe_requests
-from bertsearch.api.schemas import DocumentOut, SearchRequest, SearchResponse, UpsertRequest, WriteResponse
+from bertsearch.api.schemas import (
+    DocumentOut,
+    EventsRequest,
+    EventsResponse,
+    SearchRequest,
+    SearchResponse,
+    UpsertRequest,
+    WriteResponse,
+)
 from bertsearch.api.scoring_worker import ScoringWorker
 from bertsearch.api.serving import ScorerFactory, ServingState, VersionWatcher, load_serving
 from bertsearch.api.settings import ServiceSettings
@@ -46,6 +59,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
         scorer = app.state.serving.pipeline.scorer
         if isinstance(scorer, ScoringWorker):
             metrics.watch_queue(scorer.queued_pairs)
+        app.state.feedback = _open_feedback_log(settings)
         watcher = VersionWatcher(app.state, settings.reload_seconds)
         app.state.watcher = watcher
         app.state.writer = DocumentWriter(settings, watcher)
@@ -55,6 +69,8 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
         app.state.serving.pipeline.close()
         if isinstance(scorer, ScoringWorker):
             scorer.close()
+        if app.state.feedback is not None:
+            app.state.feedback.close()
 
     app = FastAPI(
         title="bertsearch",
@@ -158,6 +174,52 @@ def _check_limits(overrides: dict, settings: ServiceSettings, api_key: str | Non
         raise HTTPException(status_code=422, detail="; ".join(over) + ": lower it, or send X-API-Key")
 
 
+def _open_feedback_log(settings: ServiceSettings) -> FeedbackLog | None:
+    """The configured feedback log, with records past the retention dropped (None: logging off)."""
+    if settings.feedback_log == "off":
+        return None
+    if settings.feedback_log == "elasticsearch":
+        from bertsearch.api.feedback.elastic_log import ElasticsearchLog
+        from bertsearch.indexer.lexical_backend import LexicalBackend
+
+        url = LexicalBackend.from_env().es_url
+        if not url:
+            raise ValueError("BERTSEARCH_FEEDBACK_LOG=elasticsearch needs BERTSEARCH_ES_URL")
+        log: FeedbackLog = ElasticsearchLog(url)
+    else:
+        log = SQLiteLog(settings.feedback_path)
+    if settings.feedback_retention_days:
+        gone = log.prune(before=datetime.now(UTC) - timedelta(days=settings.feedback_retention_days))
+        if gone:
+            logging.getLogger(__name__).info("feedback log: dropped %d records past the retention", gone)
+    return log
+
+
+def _log_answer(log: FeedbackLog | None, query: str, answer: dict, state: ServingState) -> str | None:
+    """Log the answer as served; its query_id, or None when logging is off or failed (the answer
+    is served all the same)."""
+    if log is None:
+        return None
+    rerank = answer["rerank"] or {}
+    record = QueryRecord(
+        query_id=uuid.uuid4().hex,
+        query=query,
+        timestamp=datetime.now(UTC),
+        hits=tuple(ServedHit(n, h["id"], h["score"], h["scores"]) for n, h in enumerate(answer["hits"], 1)),
+        index_version=state.version,
+        reranker=state.settings.reranker,
+        rerank_requested=rerank.get("requested", 0),
+        rerank_scored=rerank.get("scored", 0),
+        degraded_reasons=tuple(answer["degraded_reasons"]),
+    )
+    try:
+        log.log_query(record)
+    except Exception:  # noqa: BLE001 - a full disk or a down log must not fail the search
+        logging.getLogger(__name__).exception("could not log query %s", record.query_id)
+        return None
+    return record.query_id
+
+
 def _describe(metrics: Metrics, state: ServingState) -> None:
     """The info metrics: which index version and which reranker are served."""
     metrics.index.info({"version": state.version, "documents": str(state.snapshot.manifest.documents)})
@@ -169,8 +231,12 @@ def _describe(metrics: Metrics, state: ServingState) -> None:
         })  # fmt: skip
 
 
-# Long: every route of the service in one place, each a few lines over the pipeline.
 def _add_routes(app: FastAPI) -> None:
+    _add_search_routes(app)
+    _add_index_routes(app)
+
+
+def _add_search_routes(app: FastAPI) -> None:
     @app.post("/search", response_model=SearchResponse)
     def search(
         body: SearchRequest,
@@ -198,7 +264,28 @@ def _add_routes(app: FastAPI) -> None:
         request.app.state.metrics.observe_answer(result)
         request.state.degraded = list(result.degraded_reasons)
         response.headers[VERSION_HEADER] = state.version
-        return result_to_dict(result, body.query)
+        answer = result_to_dict(result, body.query)
+        answer["query_id"] = _log_answer(request.app.state.feedback, body.query, answer, state)
+        return answer
+
+    @app.post("/events", response_model=EventsResponse)
+    def post_events(body: EventsRequest, request: Request) -> dict:
+        """User events (impression, click, dwell, ...) on the hits of logged answers; all or none."""
+        log: FeedbackLog | None = request.app.state.feedback
+        if log is None:
+            raise HTTPException(status_code=404, detail="the feedback log is off on this service "
+                                "(BERTSEARCH_FEEDBACK_LOG=off)")  # fmt: skip
+        now = datetime.now(UTC)
+        events = [
+            Event(e.query_id, e.action_name, e.object_id, e.position, e.timestamp or now, e.session_id,
+                  e.client_id, e.attributes)
+            for e in body.events
+        ]  # fmt: skip
+        try:
+            return {"accepted": log.add_events(events)}
+        except UnknownQueryError as err:
+            detail = f"{err}; nothing of this request was stored"
+            raise HTTPException(status_code=422, detail=detail) from None
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -208,6 +295,9 @@ def _add_routes(app: FastAPI) -> None:
             _describe(request.app.state.metrics, state)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+
+
+def _add_index_routes(app: FastAPI) -> None:
     @app.get("/documents/{doc_id}", response_model=DocumentOut)
     def get_document(doc_id: str, state: Serving, response: Response) -> dict:
         found = state.pipeline.lexical.get([doc_id])

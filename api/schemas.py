@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -72,6 +73,9 @@ class RerankOut(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    query_id: str | None = Field(
+        None, description="this answer's id in the feedback log: send it with events (POST /events)"
+    )
     hits: list[HitOut]
     reranked: bool = Field(description="whether the cross-encoder reranked (some of) these hits")
     rerank: RerankOut | None = Field(None, description="what the rerank stage did; null when it did not run")
@@ -143,3 +147,42 @@ class WriteResponse(BaseModel):
     deleted: int
     documents: int = Field(description="documents in the new version")
     seconds: float
+
+
+MAX_EVENTS = 1000
+
+
+class EventIn(BaseModel):
+    """A user's action on a served hit, in the User Behavior Insights shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query_id: str = Field(min_length=1, max_length=64, description="the query_id of the answer")
+    action_name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="impression, click, dwell, add_to_cart, ... (letters, digits, _ . : -)",
+    )  # fmt: skip
+    object_id: str = Field(min_length=1, max_length=512, description="the hit's document id")
+    position: int = Field(ge=1, le=10_000, description="the hit's rank in the answer, from 1")
+    session_id: str | None = Field(None, max_length=128)
+    client_id: str | None = Field(None, max_length=128)
+    timestamp: datetime | None = Field(None, description="when it happened (default: when received)")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="anything else, e.g. dwell_ms")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the timestamp with a time zone, e.g. 2026-12-01T12:00:00Z")
+        return value.astimezone(UTC) if value is not None else None
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventsResponse(BaseModel):
+    accepted: int = Field(description="events stored (all of the request's)")
+

@@ -7,6 +7,7 @@ to the constructor win over the environment, and an empty variable counts as uns
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,11 @@ class ServiceSettings(BaseSettings):
 
     Limits of a request without the API key (with it, the schema's): ``max_candidates`` for
     ``lexical_k``/``dense_k``, ``max_rerank_top_n``, ``max_rerank_budget_ms``.
+
+    Feedback: every answer is logged under its ``query_id`` in ``feedback_log`` (``sqlite``: the
+    file ``feedback_db``, default ``INDEX_DIR/feedback.sqlite3``; ``elasticsearch``: the
+    ``ubi_queries``/``ubi_events`` indices at ``BERTSEARCH_ES_URL``, shared by replicas; ``off``);
+    records older than ``feedback_retention_days`` are dropped when the service starts (0: kept).
     """
 
     model_config = SettingsConfigDict(
@@ -55,6 +61,9 @@ class ServiceSettings(BaseSettings):
     max_candidates: int = Field(default=200, ge=1, le=1000)
     max_rerank_top_n: int = Field(default=100, ge=1, le=1000)
     max_rerank_budget_ms: float = Field(default=2000.0, gt=0)
+    feedback_log: Literal["sqlite", "elasticsearch", "off"] = "sqlite"
+    feedback_db: Path | None = None
+    feedback_retention_days: float = Field(default=90.0, ge=0)
 
     @field_validator("reload_seconds")
     @classmethod
@@ -85,6 +94,10 @@ class ServiceSettings(BaseSettings):
                 f"{ENV_PREFIX}API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)"
             )
         return value
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.feedback_db if self.feedback_db is not None else self.index_dir / "feedback.sqlite3"
 
     @classmethod
     def from_env(cls) -> ServiceSettings:

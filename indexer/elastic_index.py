@@ -11,7 +11,8 @@ Index versions live behind an alias: :meth:`ElasticsearchIndex.for_version` name
 index ``{alias}-{version}``, and :meth:`ElasticsearchIndex.promote` moves the alias to it in one
 atomic ``update_aliases`` call. Readers open ``ElasticsearchIndex(url, alias)``.
 
-This is the only module that imports :mod:`elasticsearch`.
+This is the only module of the lexical backend that imports :mod:`elasticsearch` (the feedback log
+has its own, ``api/feedback/elastic_log.py``).
 """
 
 from __future__ import annotations

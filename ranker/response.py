@@ -27,7 +27,8 @@ def snippet(document: Document, query: str, width: int = SNIPPET_CHARS) -> str:
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 
 
-def result_to_dict(result: SearchResult, query: str) -> dict[str, Any]:
+def result_to_dict(result: SearchResult, query: str, query_id: str | None = None) -> dict[str, Any]:
+    """The answer as JSON; ``query_id`` is its id in the service's feedback log (None: not logged)."""
     hits = []
     for hit in result.hits:
         doc = result.documents.get(hit.id)
@@ -41,6 +42,7 @@ def result_to_dict(result: SearchResult, query: str) -> dict[str, Any]:
             }
         )
     return {
+        "query_id": query_id,
         "hits": hits,
         "reranked": result.reranked,
         "rerank": result.rerank.to_dict() if result.rerank is not None else None,

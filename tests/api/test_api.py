@@ -33,7 +33,9 @@ def test_search_answers_in_the_documented_shape(tiny_client):
     response = tiny_client.post("/search", json={"query": "volcano magma", "top_k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"hits", "reranked", "rerank", "degraded", "degraded_reasons", "timings_ms", "notes"}
+    assert set(body) == {
+        "query_id", "hits", "reranked", "rerank", "degraded", "degraded_reasons", "timings_ms", "notes"
+    }
     assert body["rerank"] is None and body["degraded"] is False and body["degraded_reasons"] == []
     assert body["hits"][0]["id"] == "volcano"
     assert set(body["hits"][0]) == {"id", "title", "snippet", "score", "scores"}

@@ -1,0 +1,62 @@
+"""The feedback-log backends against one contract: SQLite here, Elasticsearch where a server is."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pyarrow.parquet as pq
+import pytest
+
+from bertsearch.api.feedback.records import export_parquet
+from bertsearch.api.feedback.sqlite_log import SQLiteLog
+from support.feedback_contract import FeedbackLogContract, click, query
+
+
+@pytest.mark.unit
+class TestSQLiteLog(FeedbackLogContract):
+    @pytest.fixture()
+    def feedback_log(self, tmp_path):
+        log = SQLiteLog(tmp_path / "feedback.sqlite3")
+        yield log
+        log.close()
+
+
+@pytest.mark.integration
+@pytest.mark.elasticsearch
+class TestElasticsearchLog(FeedbackLogContract):
+    @pytest.fixture()
+    def feedback_log(self):
+        url = os.environ.get("BERTSEARCH_ES_URL")
+        if not url:
+            pytest.skip("BERTSEARCH_ES_URL is not set: no Elasticsearch server to test against")
+        from bertsearch.api.feedback.elastic_log import ElasticsearchLog
+
+        log = ElasticsearchLog(url, prefix=f"test-{uuid.uuid4().hex[:8]}-")
+        yield log
+        log.client.indices.delete(index=f"{log.queries_index},{log.events_index}", ignore_unavailable=True)
+        log.close()
+
+
+@pytest.mark.unit
+def test_the_log_exports_to_parquet_for_training(tmp_path):
+    log = SQLiteLog(tmp_path / "feedback.sqlite3")
+    log.log_query(query("q1"))
+    log.add_events([click("q1", 2)])
+    queries, events = export_parquet(log, tmp_path / "export")
+    served = pq.read_table(queries).to_pylist()
+    assert [(r["query_id"], r["position"], r["object_id"]) for r in served] == [
+        ("q1", 1, "d1"), ("q1", 2, "d2")
+    ]  # fmt: skip
+    assert [(r["action_name"], r["position"]) for r in pq.read_table(events).to_pylist()] == [("click", 2)]
+
+
+@pytest.mark.unit
+def test_the_sqlite_log_is_in_wal_mode_and_survives_a_reopen(tmp_path):
+    log = SQLiteLog(tmp_path / "feedback.sqlite3")
+    log.log_query(query("q1"))
+    log.close()
+    reopened = SQLiteLog(tmp_path / "feedback.sqlite3")
+    assert [q.query_id for q in reopened.queries()] == ["q1"]
+    assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reopened.close()
