@@ -60,3 +60,20 @@ def test_the_sqlite_log_is_in_wal_mode_and_survives_a_reopen(tmp_path):
     assert [q.query_id for q in reopened.queries()] == ["q1"]
     assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     reopened.close()
+
+
+@pytest.mark.unit
+def test_feedback_export_writes_the_log_as_parquet_from_the_command_line(tmp_path, capsys):
+    from bertsearch.jobs.cli import main
+
+    log = SQLiteLog(tmp_path / "feedback.sqlite3")
+    log.log_query(query("q1"))
+    log.add_events([click("q1")])
+    log.close()
+    export = ["feedback-export", "--db", str(tmp_path / "feedback.sqlite3"), "--out", str(tmp_path / "x")]
+    assert main(export) == 0
+    assert pq.read_table(tmp_path / "x" / "events.parquet").num_rows == 1
+    assert pq.read_table(tmp_path / "x" / "queries.parquet").num_rows == 2  # one row per served hit
+    missing = ["feedback-export", "--db", str(tmp_path / "none.sqlite3"), "--out", str(tmp_path / "y")]
+    assert main(missing) == 2
+    assert "no feedback log there" in capsys.readouterr().err

@@ -1,0 +1,45 @@
+"""``bertsearch feedback-export``: the query and event log as Parquet, for training with Ray Data."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "feedback-export",
+        help="write the service's logged queries and events as Parquet (queries.parquet, events.parquet)",
+    )
+    p.add_argument("--db", type=Path, required=True, help="SQLite feedback log (INDEX_DIR/feedback.sqlite3)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--since", type=_utc, default=None, help="only records from this time on (ISO 8601)")
+    p.set_defaults(run=export)
+
+
+def export(args: argparse.Namespace) -> int:
+    from bertsearch.api.feedback.records import export_parquet
+    from bertsearch.api.feedback.sqlite_log import SQLiteLog
+
+    if not args.db.is_file():
+        raise FileNotFoundError(
+            f"{args.db}: no feedback log there (the service writes INDEX_DIR/feedback.sqlite3)"
+        )
+    log = SQLiteLog(args.db)
+    try:
+        for path in export_parquet(log, args.out, since=args.since):
+            print(f"wrote {path}")
+    finally:
+        log.close()
+    return 0
+
+
+def _utc(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"give a time as ISO 8601, e.g. 2026-12-01T00:00:00Z; got {text!r}"
+        ) from err
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
