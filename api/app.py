@@ -296,7 +296,6 @@ def _add_search_routes(app: FastAPI) -> None:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-
 def _add_index_routes(app: FastAPI) -> None:
     @app.get("/documents/{doc_id}", response_model=DocumentOut)
     def get_document(doc_id: str, state: Serving, response: Response) -> dict:
