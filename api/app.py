@@ -254,7 +254,7 @@ def _add_search_routes(app: FastAPI) -> None:
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         try:
-            if config.rerank and isinstance(pipeline.scorer, ScoringWorker):
+            if config.rerank and pipeline.scorer is not None:
                 pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
             result = pipeline.search(body.query, top_k=body.top_k, config=config)
         except Overloaded as err:

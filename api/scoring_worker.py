@@ -79,15 +79,6 @@ class _Job:
         return len(self.pairs) - self.next
 
 
-@dataclass
-class WorkerStats:
-    """What the metrics read: how the worker has been batching."""
-
-    batches: int = 0
-    pairs: int = 0
-    last_batch_pairs: int = 0
-
-
 class ScoringWorker:
     """The service's :class:`~bertsearch.ranker.rerank_budget.PairScorer`: one thread owns ``encoder``.
 
@@ -104,7 +95,7 @@ class ScoringWorker:
         self.encoder = encoder
         self.settings = settings or WorkerSettings()
         self.speed = speed or SpeedEstimate()
-        self.stats = WorkerStats()
+        self.batches = 0  # scored so far (metrics have the sizes)
         self._on_batch = on_batch
         self._jobs: deque[_Job] = deque()
         self._cond = threading.Condition()
@@ -253,9 +244,7 @@ class ScoringWorker:
             return
         seconds = time.perf_counter() - started
         self.speed.observe(len(pairs), seconds)
-        self.stats.batches += 1
-        self.stats.pairs += len(pairs)
-        self.stats.last_batch_pairs = len(pairs)
+        self.batches += 1
         if self._on_batch is not None:
             self._on_batch(len(pairs), seconds)
         offset = 0

@@ -51,9 +51,9 @@ class ServiceSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("encoder_model", f"{ENV_PREFIX}MODEL")
     )
     api_key: str | None = Field(default=None, repr=False)
-    reload_seconds: float = 2.0
-    keep_versions: int = 3
-    write_lock_seconds: float = 10.0
+    reload_seconds: float = Field(default=2.0, ge=0)
+    keep_versions: int = Field(default=3, ge=1)
+    write_lock_seconds: float = Field(default=10.0, ge=0)
     rerank_budget_ms: float = Field(default=400.0, ge=0)
     rerank_batch_pairs: int = Field(default=64, ge=1, le=4096)
     rerank_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
@@ -64,27 +64,6 @@ class ServiceSettings(BaseSettings):
     feedback_log: Literal["sqlite", "elasticsearch", "off"] = "sqlite"
     feedback_db: Path | None = None
     feedback_retention_days: float = Field(default=90.0, ge=0)
-
-    @field_validator("reload_seconds")
-    @classmethod
-    def _reload(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"{ENV_PREFIX}RELOAD_SECONDS must be 0 (off) or positive, got {value}")
-        return value
-
-    @field_validator("keep_versions")
-    @classmethod
-    def _keep(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1, got {value}")
-        return value
-
-    @field_validator("write_lock_seconds")
-    @classmethod
-    def _lock(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"{ENV_PREFIX}WRITE_LOCK_SECONDS must be non-negative, got {value}")
-        return value
 
     @field_validator("api_key")
     @classmethod

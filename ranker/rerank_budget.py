@@ -69,6 +69,10 @@ class Overloaded(RuntimeError):
 class PairScorer(Protocol):
     """Scores (query, text) pairs in order until a deadline (``time.monotonic()`` seconds; None: all)."""
 
+    def admit(self) -> None:
+        """Raise Overloaded when new work would wait too long; callers ask before they do any."""
+        ...
+
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix: ...
 
 
@@ -120,6 +124,9 @@ class ChunkedScorer:
         self.encoder = encoder
         self.speed = speed or SpeedEstimate()
         self.chunk = chunk or encoder.batch_size
+
+    def admit(self) -> None:
+        """No queue of its own: it scores in the caller's thread."""
 
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix:
         if deadline is None:

@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from support.files import write_jsonl
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -144,5 +146,18 @@ CORPUS = [
 @pytest.fixture(scope="session")
 def corpus_records() -> list[dict]:
     return [dict(r) for r in CORPUS]
+
+
+@pytest.fixture(scope="session")
+def tiny_index_dir(tmp_path_factory, tiny_bert_dir, corpus_records) -> Path:
+    """An index of the shared corpus embedded by the tiny BERT. Shared by the whole session, so
+    read-only: a test that writes to an index (or keeps a feedback log beside it) builds its own."""
+    folder = tmp_path_factory.mktemp("tiny-index")
+    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
+    from bertsearch.indexer.build import build_index
+    from bertsearch.indexer.embedder import Embedder
+
+    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    return folder / "index"
 
 

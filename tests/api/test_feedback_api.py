@@ -8,19 +8,13 @@ from fastapi.testclient import TestClient
 from bertsearch.api.app import create_app
 from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.api.settings import ServiceSettings
-from bertsearch.indexer.build import build_index
-from bertsearch.indexer.embedder import Embedder
-from support.files import write_jsonl
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, tiny_bert_dir, corpus_records):
-    folder = tmp_path_factory.mktemp("feedback-api")
-    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
-    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
-    return folder / "index"
+def index_dir(tiny_index_dir):
+    return tiny_index_dir
 
 
 @pytest.fixture()

@@ -17,11 +17,8 @@ from fastapi.testclient import TestClient
 from bertsearch.api.app import create_app
 from bertsearch.api.scoring_worker import ScoringWorker, WorkerSettings
 from bertsearch.api.settings import ServiceSettings
-from bertsearch.indexer.build import build_index
-from bertsearch.indexer.embedder import Embedder
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.rerank_budget import Overloaded
-from support.files import write_jsonl
 
 pytestmark = pytest.mark.unit
 
@@ -44,18 +41,18 @@ class Slow:
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, tiny_bert_dir, corpus_records):
-    folder = tmp_path_factory.mktemp("rerank-serving")
-    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
-    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
-    return folder / "index"
+def index_dir(tiny_index_dir):
+    return tiny_index_dir
 
 
 @pytest.fixture()
 def client(index_dir, tiny_cross_encoder_dir, tmp_path):
     reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
-    settings = ServiceSettings(index_dir=index_dir, reranker=str(reranker), api_key=KEY, reload_seconds=0)
+    settings = ServiceSettings(
+        index_dir=index_dir, reranker=str(reranker), api_key=KEY, reload_seconds=0,
+        feedback_db=tmp_path / "feedback.sqlite3",
+    )  # fmt: skip
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -159,11 +156,11 @@ def test_concurrent_requests_share_batches(client):
     scorer = worker(client)
     scorer.settings = WorkerSettings(max_batch_pairs=64, max_wait_ms=20)
     scorer.encoder = Slow(scorer.encoder, seconds=0.01)  # while one batch runs, the others queue
-    before = scorer.stats.batches
+    before = scorer.batches
     with ThreadPoolExecutor(4) as pool:
         bodies = [r.json() for r in pool.map(lambda _: client.post("/search", json=budgeted(2000)), range(4))]
     assert all(b["rerank"]["scored"] == 8 for b in bodies)
-    assert scorer.stats.batches - before < 4  # fewer batches than requests: pairs were batched together
+    assert scorer.batches - before < 4  # fewer batches than requests: pairs were batched together
 
 
 def test_expensive_knobs_are_limited_without_the_key(client):

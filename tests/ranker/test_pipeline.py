@@ -7,24 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from bertsearch.indexer.build import build_index
-from bertsearch.indexer.embedder import Embedder
 from bertsearch.indexer.snapshot import ModelMismatchError
 from bertsearch.ranker.cross_encoder import CrossEncoder, UntrainedRerankerError
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.fusion import interpolate
 from bertsearch.ranker.pipeline import NO_RERANKER_NOTE, PipelineConfig
-from support.files import write_jsonl
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, tiny_bert_dir, corpus_records):
-    folder = tmp_path_factory.mktemp("pipeline")
-    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
-    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
-    return folder / "index"
+def index_dir(tiny_index_dir):
+    return tiny_index_dir
 
 
 @pytest.fixture(scope="module")

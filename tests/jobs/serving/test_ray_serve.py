@@ -13,9 +13,6 @@ from fastapi.testclient import TestClient
 
 from bertsearch.api.app import create_app
 from bertsearch.api.settings import ServiceSettings
-from bertsearch.indexer.build import build_index
-from bertsearch.indexer.embedder import Embedder
-from support.files import write_jsonl
 from support.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -24,15 +21,14 @@ QUERIES = ["brewed caffeine drink", "purring pets", "memory safe language", "ice
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records) -> ServiceSettings:
+def settings(tmp_path_factory, tiny_index_dir, tiny_cross_encoder_dir) -> ServiceSettings:
     folder = tmp_path_factory.mktemp("serve")
-    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
-    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
     reranker = shutil.copytree(tiny_cross_encoder_dir, folder / "reranker")
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
     # no budget: both servers score the whole depth, so their answers can be compared
     return ServiceSettings(
-        index_dir=folder / "index", reranker=str(reranker), reload_seconds=0, rerank_budget_ms=0
+        index_dir=tiny_index_dir, reranker=str(reranker), reload_seconds=0, rerank_budget_ms=0,
+        feedback_db=folder / "feedback.sqlite3",
     )
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertsearch.indexer.build import build_index
 from bertsearch.indexer.documents import Document
-from bertsearch.indexer.embedder import Embedder
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.training.examples import (
     MiningConfig,
@@ -19,18 +17,14 @@ from bertsearch.ranker.training.pseudo_queries import (
     PseudoQueryConfig,
     pseudo_queries,
 )
-from support.files import write_jsonl
 from support.training_data import TOY_QUERIES
 
 # --- mining over a real (tiny) index -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def toy_index(tmp_path_factory, tiny_bert_dir, corpus_records):
-    folder = tmp_path_factory.mktemp("train-index")
-    source = write_jsonl(folder / "corpus.jsonl", corpus_records)
-    build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
-    return folder / "index"
+def toy_index(tiny_index_dir):
+    return tiny_index_dir
 
 
 @pytest.mark.unit
