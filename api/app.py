@@ -56,9 +56,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
         app.state.serving = load_serving(
             settings, on_batch=metrics.observe_batch, scorer_factory=scorer_factory
         )
-        scorer = app.state.serving.pipeline.scorer
-        if isinstance(scorer, ScoringWorker):
-            metrics.watch_queue(scorer.queued_pairs)
+        metrics.watch_queue(lambda: _queued_pairs(app.state.serving))  # the served worker, after a switch too
         app.state.feedback = _open_feedback_log(settings)
         watcher = VersionWatcher(app.state, settings.reload_seconds)
         app.state.watcher = watcher
@@ -67,6 +65,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
         yield
         watcher.stop()
         app.state.serving.pipeline.close()
+        scorer = app.state.serving.pipeline.scorer
         if isinstance(scorer, ScoringWorker):
             scorer.close()
         if app.state.feedback is not None:
@@ -82,6 +81,11 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
     return app
+
+
+def _queued_pairs(state: ServingState) -> int:
+    scorer = state.pipeline.scorer
+    return scorer.queued_pairs() if isinstance(scorer, ScoringWorker) else 0
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -207,7 +211,7 @@ def _log_answer(log: FeedbackLog | None, query: str, answer: dict, state: Servin
         timestamp=datetime.now(UTC),
         hits=tuple(ServedHit(n, h["id"], h["score"], h["scores"]) for n, h in enumerate(answer["hits"], 1)),
         index_version=state.version,
-        reranker=state.settings.reranker,
+        reranker=state.reranker_id,
         rerank_requested=rerank.get("requested", 0),
         rerank_scored=rerank.get("scored", 0),
         degraded_reasons=tuple(answer["degraded_reasons"]),
@@ -226,9 +230,19 @@ def _describe(metrics: Metrics, state: ServingState) -> None:
     reranker = state.pipeline.reranker
     if reranker is not None:
         metrics.reranker.info({
-            "path": str(state.settings.reranker), "max_length": str(reranker.max_length),
+            "path": str(state.reranker_path), "version": str(state.reranker_version),
+            "max_length": str(reranker.max_length),
             "rerank_weight": str(reranker.rerank_weight), "rerank_top_n": str(reranker.rerank_top_n),
         })  # fmt: skip
+
+
+def _stage(state: ServingState) -> str:
+    """What the service ranks with now: ``hybrid`` (no reranker yet) or ``reranking``."""
+    if state.pipeline.reranker is not None:
+        return "reranking"
+    if state.settings.reranker is not None:
+        return "hybrid (the reranker registry serves no version yet)"
+    return "hybrid (no reranker configured)"
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -337,7 +351,9 @@ def _add_index_routes(app: FastAPI) -> None:
             "index_version": manifest.version,
             "documents": manifest.documents,
             "encoder": manifest.embedding.get("model"),
-            "reranker": state.settings.reranker,
+            "reranker": state.reranker_path,
+            "reranker_version": state.reranker_version,
+            "stage": _stage(state),
         }
         reranker = state.pipeline.reranker
         if reranker is not None:  # what the model's metadata.json set: how it reads and how much it counts

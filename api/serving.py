@@ -1,11 +1,14 @@
-"""What the service serves, and how it takes up a new index version without dropping a request.
+"""What the service serves, and how it takes up a new index or reranker version without
+dropping a request.
 
 The routes read ``app.state.serving`` once per request and use that one :class:`ServingState`
-(pipeline + snapshot) to the end, so a request never mixes two versions. A :class:`VersionWatcher`
-polls the directory's CURRENT pointer; when it names a new version, the watcher opens it beside
-the served one (reusing the loaded encoder and reranker), warms it up, and then replaces the
-reference in one assignment. Requests already running finish on the old state; the old
-pipeline is closed only after a grace period.
+(pipeline + snapshot + reranker) to the end, so a request never mixes two versions. A
+:class:`VersionWatcher` polls the index directory's CURRENT pointer and, when the service's
+reranker is a registry (``ranker.registry``), the registry's; when one names a new version,
+the watcher opens it beside the served one (a new index reuses the loaded models; a new
+reranker gets its own scoring worker), warms it up, and then replaces the reference in one
+assignment. Requests already running finish on the old state; the old pipeline (and scoring
+worker) is closed only after a grace period.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from bertsearch.indexer.versions import IndexDirectory
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
+from bertsearch.ranker.registry import RerankerRegistry
 from bertsearch.ranker.rerank_budget import PairScorer
 
 log = logging.getLogger(__name__)
@@ -31,22 +35,44 @@ log = logging.getLogger(__name__)
 RETIRE_GRACE_SECONDS = 60.0  # far longer than any request: then nothing uses a retired pipeline
 
 
+# Builds the scorer of the served reranker; given the CrossEncoder (weights loaded or not).
+ScorerFactory = Callable[[CrossEncoder], PairScorer]
+
+
 @dataclass(frozen=True)
 class ServingState:
-    """One loaded pipeline and the index version behind it."""
+    """One loaded pipeline, the index version behind it, and which reranker it serves.
+
+    ``reranker_version``: the registry version served (None: a plain model folder, or none);
+    ``make_scorer`` builds the scorer of a newly taken-up reranker.
+    """
 
     pipeline: SearchPipeline
     snapshot: IndexSnapshot
     settings: ServiceSettings
     encoder_fingerprint: str
+    reranker_path: str | None = None
+    reranker_version: str | None = None
+    make_scorer: Callable[[CrossEncoder], ScoringWorker] | None = None
 
     @property
     def version(self) -> str:
         return self.snapshot.manifest.version
 
+    @property
+    def reranker_id(self) -> str | None:
+        """What the logs and metrics call the served reranker: its registry version, or its path."""
+        return self.reranker_version or self.reranker_path
 
-# Builds the scorer of the served reranker; given the CrossEncoder (weights loaded or not).
-ScorerFactory = Callable[[CrossEncoder], PairScorer]
+
+def served_reranker(configured: str | None) -> tuple[str | None, str | None]:
+    """(model folder, registry version) of the configured reranker: a registry's CURRENT, or the
+    folder itself; (None, None) when there is none (or the registry serves none yet: hybrid)."""
+    if configured is None or not RerankerRegistry.holds(configured):
+        return configured, None
+    registry = RerankerRegistry(configured)
+    name = registry.current_name()
+    return (str(registry.get(name).path), name) if name is not None else (None, None)
 
 
 def load_serving(
@@ -61,30 +87,37 @@ def load_serving(
     weights are not loaded here; the factory's scorer scores its pairs.
     """
     snapshot = IndexSnapshot.open(settings.index_dir)
+    path, version = served_reranker(settings.reranker)
     pipeline = open_pipeline(
         settings.index_dir,
         encoder_model=settings.encoder_model,
-        reranker=settings.reranker,
+        reranker=path,
         snapshot=snapshot,
         config=PipelineConfig(rerank_budget_ms=settings.rerank_budget_ms or None),
         load_reranker_weights=scorer_factory is None,
     )
-    if pipeline.reranker is not None and scorer_factory is not None:
-        pipeline.scorer = scorer_factory(pipeline.reranker)
-    elif pipeline.reranker is not None:
-        pipeline.scorer = ScoringWorker(
-            pipeline.reranker,
-            WorkerSettings(
-                max_batch_pairs=settings.rerank_batch_pairs,
-                max_wait_ms=settings.rerank_batch_wait_ms,
-                max_queue_ms=settings.rerank_max_queue_ms,
-            ),
-            on_batch=on_batch,
+
+    def worker(cross_encoder: CrossEncoder) -> ScoringWorker:
+        settings_ = WorkerSettings(
+            max_batch_pairs=settings.rerank_batch_pairs,
+            max_wait_ms=settings.rerank_batch_wait_ms,
+            max_queue_ms=settings.rerank_max_queue_ms,
         )
+        return ScoringWorker(cross_encoder, settings_, on_batch=on_batch)
+
+    if pipeline.reranker is not None:
+        pipeline.scorer = (scorer_factory or worker)(pipeline.reranker)
+    _warm_up(pipeline)
+    # A Ray Serve reranker deployment serves the weights it was deployed with: no switching here.
+    make_scorer = worker if scorer_factory is None else None
+    fingerprint = pipeline.encoder.fingerprint()
+    return ServingState(pipeline, snapshot, settings, fingerprint, path, version, make_scorer)
+
+
+def _warm_up(pipeline: SearchPipeline) -> None:
     # Before taking traffic: torch's first forward pass pays ~1 s of lazy set-up, and the
     # scoring worker learns its speed (unbudgeted, so the whole depth is scored).
     pipeline.search("warm up", top_k=1, config=replace(pipeline.config, rerank_budget_ms=None))
-    return ServingState(pipeline, snapshot, settings, pipeline.encoder.fingerprint())
 
 
 def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingState:
@@ -100,13 +133,35 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
         scorer=current.pipeline.scorer,  # the one scoring worker stays
     )
     pipeline.search("warm up", top_k=1)
-    return ServingState(pipeline, snapshot, current.settings, current.encoder_fingerprint)
+    return replace(current, pipeline=pipeline, snapshot=snapshot)
+
+
+def switch_reranker(current: ServingState, path: str | None, version: str | None) -> ServingState:
+    """A state serving the reranker at ``path`` (None: none, hybrid) with its own scoring worker,
+    over ``current``'s index and encoder."""
+    old = current.pipeline
+    reranker = CrossEncoder(path).load() if path is not None else None
+    scorer = current.make_scorer(reranker) if reranker is not None else None
+    pipeline = SearchPipeline(old.lexical, old.dense, old.encoder, reranker, old.config, scorer=scorer)
+    try:
+        _warm_up(pipeline)
+    except Exception:
+        if scorer is not None:
+            scorer.close()
+        raise
+    return replace(current, pipeline=pipeline, reranker_path=path, reranker_version=version)
 
 
 @dataclass
 class _Retired:
     pipeline: SearchPipeline
     since: float
+    scorer: ScoringWorker | None = None  # closed with the pipeline: a replaced reranker's own worker
+
+    def close(self) -> None:
+        self.pipeline.close()
+        if self.scorer is not None:
+            self.scorer.close()
 
 
 @dataclass
@@ -123,40 +178,70 @@ class VersionWatcher:
     interval: float
     last_error: str | None = None
     _failed: str | None = None
+    _failed_reranker: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _retired: list[_Retired] = field(default_factory=list)
 
     def check(self) -> bool:
-        """Switch to the current version if it is not the served one; True if a switch happened."""
+        """Switch to the current index and reranker versions where they are not the served ones;
+        True if a switch happened."""
         with self._lock:
-            current: ServingState = self.holder.serving
-            directory = IndexDirectory(current.settings.index_dir)
-            name = directory.current_name()
-            if name is None or name == current.version or name == self._failed:
-                self._close_retired()
-                return False
-            try:
-                snapshot = IndexSnapshot.open_version(directory.versions_dir / name)
-                fresh = switch_version(current, snapshot)
-            except Exception as err:  # keep serving what works; say why the new version is not served
-                self._failed, self.last_error = name, f"version {name} not served: {err}"
-                log.error("%s", self.last_error)
-                return False
-            self.holder.serving = fresh  # one assignment: each request sees the old or the new state
-            self._failed, self.last_error = None, None
-            self._retired.append(_Retired(current.pipeline, time.monotonic()))
-            log.info("now serving index version %s (was %s)", name, current.version)
+            switched = self._check_index()
+            switched = self._check_reranker() or switched
             self._close_retired()
-            return True
+            return switched
+
+    def _check_index(self) -> bool:
+        current: ServingState = self.holder.serving
+        directory = IndexDirectory(current.settings.index_dir)
+        name = directory.current_name()
+        if name is None or name == current.version or name == self._failed:
+            return False
+        try:
+            snapshot = IndexSnapshot.open_version(directory.versions_dir / name)
+            fresh = switch_version(current, snapshot)
+        except Exception as err:  # keep serving what works; say why the new version is not served
+            self._failed, self.last_error = name, f"version {name} not served: {err}"
+            log.error("%s", self.last_error)
+            return False
+        self._replace(current, fresh, scorer_replaced=False)
+        log.info("now serving index version %s (was %s)", name, current.version)
+        return True
+
+    def _check_reranker(self) -> bool:
+        current: ServingState = self.holder.serving
+        configured = current.settings.reranker
+        if current.make_scorer is None or configured is None or not RerankerRegistry.holds(configured):
+            return False
+        name = RerankerRegistry(configured).current_name()
+        if name == current.reranker_version or (name is not None and name == self._failed_reranker):
+            return False
+        try:
+            path, version = served_reranker(configured)
+            fresh = switch_reranker(current, path, version)
+        except Exception as err:  # keep serving the old reranker; say why the new one is not
+            self._failed_reranker, self.last_error = name, f"reranker version {name} not served: {err}"
+            log.error("%s", self.last_error)
+            return False
+        self._replace(current, fresh, scorer_replaced=True)
+        log.info("now serving reranker %s (was %s)", version or "none (hybrid)", current.reranker_id)
+        return True
+
+    def _replace(self, current: ServingState, fresh: ServingState, *, scorer_replaced: bool) -> None:
+        self.holder.serving = fresh  # one assignment: each request sees the old or the new state
+        self._failed = self._failed_reranker = self.last_error = None
+        old = current.pipeline.scorer
+        old_worker = old if scorer_replaced and isinstance(old, ScoringWorker) else None
+        self._retired.append(_Retired(current.pipeline, time.monotonic(), old_worker))
 
     def _close_retired(self) -> None:
         now = time.monotonic()
         keep = []
         for retired in self._retired:
             if now - retired.since >= RETIRE_GRACE_SECONDS:
-                retired.pipeline.close()
+                retired.close()
             else:
                 keep.append(retired)
         self._retired = keep
@@ -172,12 +257,12 @@ class VersionWatcher:
             try:
                 self.check()
             except Exception:  # a watcher that dies silently would freeze the served version
-                log.exception("checking for a new index version failed")
+                log.exception("checking for a new index or reranker version failed")
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         for retired in self._retired:
-            retired.pipeline.close()
+            retired.close()
         self._retired = []

@@ -18,19 +18,15 @@ and time and stops by itself; nothing leaves this machine.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+from server import loopback, start_server  # bench/server.py
 
 
 def main() -> None:
@@ -56,10 +52,10 @@ def main() -> None:
     queries = [json.loads(line)["text"] for line in args.queries.read_text().splitlines() if line.strip()]
     server = None
     if args.url:
-        url = _loopback(args.url)
+        url = loopback(args.url)
     elif args.index_dir:
         env = dict(e.split("=", 1) for e in args.env)
-        server, url = _start(args.index_dir, args.reranker, env, args.serve_args.split())
+        server, url = start_server(args.index_dir, args.reranker, env, args.serve_args.split())
     else:
         parser.error("give --url or --index-dir")
     try:
@@ -169,37 +165,6 @@ def _format(row: dict) -> str:
     return (f"{budget:>7} {row['clients']:>7} {row['answers_per_s']:>9.2f} {row['p50_ms']:>8.0f} "
             f"{row['p95_ms']:>8.0f} {row['p99_ms']:>8.0f} {row['errors']:>6} {row['overloaded_503']:>5} "
             f"{scored:>10} {row['degraded']:>8}")  # fmt: skip
-
-
-def _loopback(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-        sys.exit(f"--url must be a loopback address (127.0.0.0/8, ::1, localhost), not {host!r}")
-    return url.rstrip("/")
-
-
-def _start(index_dir: Path, reranker: str | None, env: dict[str, str], extra: list[str]):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [str(Path(sys.executable).with_name("bertsearch")), "serve", "--index-dir", str(index_dir),
-               "--port", str(port), *(["--reranker", reranker] if reranker else []), *extra]  # fmt: skip
-    server = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None:
-            sys.exit(f"the server exited with status {server.returncode}")
-        time.sleep(0.5)
-    server.kill()
-    sys.exit("the server did not become ready in 300 s")
 
 
 def _rss_mb(pid: int) -> float:

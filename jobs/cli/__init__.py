@@ -15,7 +15,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bertsearch.jobs.cli import datasets, evaluation, feedback, indexing, schedule, serving, training
+from bertsearch.jobs.cli import (
+    datasets,
+    evaluation,
+    feedback,
+    indexing,
+    reranker,
+    schedule,
+    serving,
+    training,
+)
 from bertsearch.jobs.cli.errors import USER_ERRORS
 
 
@@ -26,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (indexing, serving, evaluation, datasets, training, schedule, feedback):
+    for module in (indexing, serving, evaluation, datasets, training, reranker, schedule, feedback):
         module.register(sub)
     return parser
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
+
+from bertsearch.jobs.cli.types import utc_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--db", type=Path, required=True, help="SQLite feedback log (INDEX_DIR/feedback.sqlite3)")
     p.add_argument("--out", type=Path, required=True, help="folder to write")
-    p.add_argument("--since", type=_utc, default=None, help="only records from this time on (ISO 8601)")
+    p.add_argument("--since", type=utc_time, default=None, help="only records from this time on (ISO 8601)")
     p.set_defaults(run=export)
 
 
@@ -33,13 +34,3 @@ def export(args: argparse.Namespace) -> int:
     finally:
         log.close()
     return 0
-
-
-def _utc(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"give a time as ISO 8601, e.g. 2026-12-01T00:00:00Z; got {text!r}"
-        ) from err
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bertsearch.jobs.cli.types import DeprecatedAlias, positive_ints
+from bertsearch.jobs.cli.types import DeprecatedAlias, positive_ints, utc_time
 from bertsearch.ranker.training.pseudo_queries import METHODS as PSEUDO_METHODS
 
 
@@ -28,19 +29,38 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Mine hard negatives from the index's hybrid candidates, fine-tune the cross-encoder "
         "with Ray Train workers, evaluate a dev split each epoch and write the best epoch to --out.",
     )
-    p.add_argument("dataset", type=Path, help="BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("dataset", type=Path, nargs="?", default=None,
+                   help="BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv); with --from-feedback, "
+                   "only for --dev-split")
     p.add_argument("--split", default="train", help="judged split to train on (default: train)")
     p.add_argument("--dev-split", default=None,
                    help="judged split evaluated each epoch to pick the best (carve one: `bertsearch split`)")
     p.add_argument("--pseudo-queries", choices=PSEUDO_METHODS, default=None,
                    help="label-free: make queries from the corpus (title: title as query; crop: a sentence "
                    "cut out of the passage) instead of reading --split")
+    p.add_argument("--from-feedback", type=Path, default=None, metavar="LOG",
+                   help="train on users' clicks: the service's feedback log (INDEX_DIR/feedback.sqlite3) "
+                   "or a `feedback-export` folder; the index is --index-dir as it is served")
+    p.add_argument("--feedback-since", type=utc_time, default=None,
+                   help="with --from-feedback: only sessions from this time on (ISO 8601)")
+    p.add_argument("--feedback-days", type=float, default=None,
+                   help="with --from-feedback: only the sessions of the last N days (a nightly job's window)")
+    p.add_argument("--min-clicks", type=int, default=1,
+                   help="with --from-feedback: clicks a document needs to be a positive (default 1)")
+    p.add_argument("--min-click-rate", type=float, default=0.5,
+                   help="with --from-feedback: clicks per examination (sessions where it sat at or above "
+                   "the last click) a positive needs (default 0.5)")
+    p.add_argument("--shuffle-clicks", action="store_true",
+                   help="with --from-feedback: move each click to a random shown hit (a control run whose "
+                   "model the promotion gate must refuse)")
     p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
     p.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (built there when missing); negatives come from it")
     p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="mined groups and Ray checkpoints (default: MODEL_DIR.work); rerun to resume")
+    p.add_argument("--fresh", action="store_true",
+                   help="clear the work folder first: start over instead of resuming an earlier run")
     g = p.add_argument_group("hard negatives")
     g.add_argument("--mine-depth", type=int, default=50, help="fused candidates mined per query (default 50)")
     g.add_argument("--depth", dest="mine_depth", type=int, action=DeprecatedAlias, new="--mine-depth",
@@ -116,7 +136,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_job(args: argparse.Namespace):
-    from bertsearch.jobs.training.job import RayScaling, TrainJob
+    from bertsearch.jobs.training.job import FeedbackSource, RayScaling, TrainJob
+    from bertsearch.ranker.training.clicks import ClickRule
     from bertsearch.ranker.training.examples import MiningConfig
     from bertsearch.ranker.training.loop import TrainConfig
     from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig
@@ -124,6 +145,22 @@ def _train_job(args: argparse.Namespace):
     pseudo = (
         PseudoQueryConfig(args.pseudo_queries, limit=args.pseudo_limit, seed=args.seed)
         if args.pseudo_queries
+        else None
+    )
+    rule = ClickRule(args.min_clicks, args.min_click_rate)
+    since = args.feedback_since
+    if args.feedback_days is not None:
+        if since is not None or args.feedback_days <= 0:
+            raise ValueError("give --feedback-days as a positive number of days, not with --feedback-since")
+        since = datetime.now(UTC) - timedelta(days=args.feedback_days)
+    if (since or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
+        raise ValueError(
+            "--feedback-since/--feedback-days, --min-clicks, --min-click-rate and --shuffle-clicks need "
+            "--from-feedback"
+        )
+    feedback = (
+        FeedbackSource(args.from_feedback, since, rule, args.shuffle_clicks)
+        if args.from_feedback is not None
         else None
     )
     cpus = args.cpus_per_worker
@@ -136,7 +173,9 @@ def _train_job(args: argparse.Namespace):
         split=args.split,
         dev_split=args.dev_split,
         pseudo=pseudo,
+        feedback=feedback,
         work_dir=args.work_dir,
+        fresh=args.fresh,
         mining=MiningConfig(
             depth=args.mine_depth,
             negatives=args.negatives,

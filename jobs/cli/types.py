@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
 
 def positive_ints(name: str, example: str):
@@ -40,3 +41,14 @@ class DeprecatedAlias(argparse.Action):
 def command_line() -> str:
     """The command as typed, for reports."""
     return " ".join(["bertsearch", *sys.argv[1:]])
+
+
+def utc_time(text: str) -> datetime:
+    """An argparse type for a time in ISO 8601; one without a zone is read as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"give a time as ISO 8601, e.g. 2026-12-01T00:00:00Z; got {text!r}"
+        ) from err
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -19,6 +19,21 @@ YAML (``.yaml``/``.yml``) or TOML (``.toml``)::
         cron: "30 4 * * *"
         command: [eval, /data/scifact, --index-dir, /data/index, --out, /data/reports]  # any subcommand
         timeout_seconds: 7200
+      - name: learn-from-clicks        # `bertsearch train --from-feedback`, typed
+        cron: "0 1 * * *"
+        train:
+          from_feedback: /data/index/feedback.sqlite3
+          feedback_days: 7             # the last week's sessions
+          index_dir: /data/index
+          out: /data/candidates/nightly
+          args: [--epochs, "1", --workers, "2"]   # any other `train` flags
+      - name: gate-and-promote         # `bertsearch reranker promote`, typed
+        cron: "0 4 * * *"
+        promote: {candidate: /data/candidates/nightly, registry: /data/rerankers,
+                  dataset: /data/judged, index_dir: /data/index, split: dev, margin: 0.002}
+
+A ``train`` job always starts afresh (``--fresh``): yesterday's checkpoints are not resumed on
+today's data. A ``promote`` job whose candidate the gate refuses ends with status 1 (failed).
 
 Every problem in the file is reported at once, each with where it is and what to change.
 Relative paths are relative to the schedule file.
@@ -37,7 +52,8 @@ from typing import Any
 from bertsearch.jobs.indexing.job import IndexJob
 
 TOP_KEYS = ("timezone", "state_file", "log_dir", "jobs")
-JOB_KEYS = ("name", "cron", "every_seconds", "index", "command", "timeout_seconds", "enabled")
+KINDS = ("index", "train", "promote", "command")
+JOB_KEYS = ("name", "cron", "every_seconds", *KINDS, "timeout_seconds", "enabled")
 INDEX_PATH_KEYS = ("source", "index_dir")
 _TEXT, _INT, _FLAG = ((str,), "a string"), ((int,), "an integer"), ((bool,), "true or false")
 _OPTIONAL_TEXT, _OPTIONAL_INT = ((str, type(None)), "a string"), ((int, type(None)), "an integer")
@@ -215,16 +231,19 @@ def _job(
     if not isinstance(enabled, bool):
         problems.append(f"{where}.enabled: must be true or false, got {enabled!r}")
 
-    index, command = entry.get("index"), entry.get("command")
+    kinds = [kind for kind in KINDS if entry.get(kind) is not None]
     argv: tuple[str, ...] = ()
-    if (index is None) == (command is None):
+    if len(kinds) != 1:
         problems.append(
-            f"{where}: give exactly one of 'index' (an indexing job) or 'command' (bertsearch arguments)"
+            f"{where}: give exactly one of 'index' (an indexing job), 'train', 'promote' or 'command' "
+            "(bertsearch arguments)"
         )
-    elif index is not None:
-        argv = _index_argv(index, f"{where}.index", base, problems)
+    elif kinds[0] == "index":
+        argv = _index_argv(entry["index"], f"{where}.index", base, problems)
+    elif kinds[0] == "command":
+        argv = _command_argv(entry["command"], f"{where}.command", problems, check_argv)
     else:
-        argv = _command_argv(command, f"{where}.command", problems, check_argv)
+        argv = _typed_argv(kinds[0], entry[kinds[0]], f"{where}.{kinds[0]}", base, problems, check_argv)
     if name is None or len(problems) > before:
         return None
     return JobSpec(
@@ -292,6 +311,62 @@ def _index_argv(spec: Any, where: str, base: Path, problems: list[str]) -> tuple
         if value is not None:
             argv += [flag, str(value)]
     return tuple(argv)
+
+
+@dataclass(frozen=True)
+class TypedKind:
+    """A typed job kind: each key of its mapping becomes the subcommand's flag of that name
+    (``positional`` its positional argument; ``paths`` resolved against the schedule file),
+    ``args`` adds any other flags, and the command line checks the result like a command job."""
+
+    command: tuple[str, ...]
+    positional: str
+    required: tuple[str, ...]
+    keys: tuple[str, ...]
+    paths: tuple[str, ...]
+    fixed: tuple[str, ...] = ()
+
+
+TYPED = {
+    "train": TypedKind(
+        command=("train",), positional="dataset", required=("from_feedback", "index_dir", "out"),
+        keys=("from_feedback", "feedback_days", "index_dir", "out", "dataset", "dev_split", "base_model",
+              "min_clicks", "min_click_rate", "args"),
+        paths=("from_feedback", "index_dir", "out", "dataset", "base_model"),
+        fixed=("--fresh",),
+    ),
+    "promote": TypedKind(
+        command=("reranker", "promote"), positional="candidate",
+        required=("candidate", "registry", "dataset", "index_dir"),
+        keys=("candidate", "registry", "dataset", "index_dir", "split", "metric", "margin", "max_p", "args"),
+        paths=("candidate", "registry", "dataset", "index_dir"),
+    ),
+}  # fmt: skip
+
+
+def _typed_argv(kind: str, spec: Any, where: str, base: Path, problems: list[str],
+                check_argv: ArgvCheck | None) -> tuple[str, ...]:  # fmt: skip
+    rules = TYPED[kind]
+    if not isinstance(spec, dict):
+        problems.append(f"{where}: must be a mapping of `bertsearch {' '.join(rules.command)}` settings "
+                        f"({', '.join(rules.required)}, ...)")  # fmt: skip
+        return ()
+    _unknown_keys(spec, rules.keys, where, problems)
+    missing = [key for key in rules.required if not spec.get(key)]
+    if missing:
+        problems.append(f"{where}: missing {', '.join(missing)}")
+        return ()
+    extra = spec.get("args", [])
+    if not isinstance(extra, list) or not all(isinstance(a, str | int | float) for a in extra):
+        problems.append(f"{where}.args: must be a list of further flags, e.g. [--epochs, '2']")
+        return ()
+    values = {key: str(_path(v, base)) if key in rules.paths else str(v)
+              for key, v in spec.items() if key in rules.keys and key != "args"}  # fmt: skip
+    positional = values.pop(rules.positional, None)
+    argv = [*rules.command, *([positional] if positional else [])]
+    argv += [a for key, value in values.items() for a in ("--" + key.replace("_", "-"), value)]
+    argv += [*rules.fixed, *(str(a) for a in extra)]
+    return _command_argv(argv, where, problems, check_argv)
 
 
 def _is(value: Any, kinds: tuple[type, ...]) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 from ray import serve
 
 from bertsearch.api.app import create_app
+from bertsearch.api.serving import served_reranker
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.rerank_budget import ChunkedScorer, Overloaded
@@ -122,6 +123,9 @@ def application(settings: ServiceSettings, layout: ServeLayout):
         }  # fmt: skip
     else:
         ingress_options["num_replicas"] = layout.replicas
+    # A reranker registry is read once: Serve deploys the version it serves now (a promotion
+    # takes effect on the next `serve --ray-serve`; the plain server switches by itself).
+    settings = settings.model_copy(update={"reranker": served_reranker(settings.reranker)[0]})
     plain = settings.model_dump(mode="json")
     reranker = None
     if settings.reranker:

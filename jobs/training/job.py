@@ -14,23 +14,33 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bertsearch.indexer import atomic
 from bertsearch.indexer.corpus import CorpusReader
+from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.jobs.evaluation.config import check_choice_split
 from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.jobs.training.dev import evaluate_dev
+from bertsearch.jobs.training.feedback import read_sessions
 from bertsearch.jobs.training.groups import GROUPS_FILE, load_groups, save_groups, settings_key
 from bertsearch.jobs.training.ray_fit import RayScaling, TrainOutcome, fit
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.pipeline import PipelineConfig
-from bertsearch.ranker.training.examples import MiningConfig, mine_groups, queries_from_qrels
+from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks, shuffled
+from bertsearch.ranker.training.examples import (
+    MiningConfig,
+    mine_groups,
+    normalised_query,
+    queries_from_qrels,
+)
 from bertsearch.ranker.training.loop import TrainConfig
 from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig, pseudo_queries
 
@@ -38,11 +48,25 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class FeedbackSource:
+    """Training from users' clicks: the feedback ``log`` (SQLite file or Parquet export), its
+    records from ``since`` on, the rule that makes clicks positives, and ``shuffle_clicks`` (a
+    control: each click moved to a random shown hit, a model the promotion gate must refuse)."""
+
+    log: Path
+    since: datetime | None = None
+    rule: ClickRule = field(default_factory=ClickRule)
+    shuffle_clicks: bool = False
+
+
+@dataclass(frozen=True)
 class TrainJob:
     """One ``bertsearch train`` run.
 
     Judged mode trains on the relevant documents of ``split``; label-free mode (``pseudo``
-    set) makes queries from the corpus and reads no judgments for training. ``dev_split``
+    set) makes queries from the corpus and reads no judgments for training; feedback mode
+    (``feedback`` set) trains on what users clicked (``ranker.training.clicks``), over the
+    index ``index_dir`` serves, and reads ``dataset`` only for its dev split (None: no dev). ``dev_split``
     (judged, disjoint from the training queries) is evaluated after every epoch with the
     ``bertsearch eval`` code, ``hybrid`` against ``hybrid+rerank`` over ``dev_depth`` candidates
     with ``dev_rerank_top_n`` reranked, and the best epoch by ``dev_metric`` is kept, with the
@@ -50,13 +74,15 @@ class TrainJob:
     the weight written for serving, e.g. one tuned for a label-free model of another corpus.
     """
 
-    dataset: Path
+    dataset: Path | None
     index_dir: Path
     out: Path
     split: str = "train"
     dev_split: str | None = None
     pseudo: PseudoQueryConfig | None = None
+    feedback: FeedbackSource | None = None
     work_dir: Path | None = None
+    fresh: bool = False  # clear work_dir first: start over instead of resuming
     mining: MiningConfig = field(default_factory=MiningConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scaling: RayScaling = field(default_factory=RayScaling)
@@ -68,6 +94,10 @@ class TrainJob:
     allow_test_split: bool = False
 
     def __post_init__(self) -> None:
+        if self.feedback is not None and self.pseudo is not None:
+            raise ValueError("--from-feedback and --pseudo-queries are two sources of training queries")
+        if self.dataset is None and (self.feedback is None or self.dev_split is not None):
+            raise ValueError("give the DATASET folder (read without --from-feedback, or for a --dev-split)")
         if self.dev_split is not None:
             check_choice_split(self.dev_split, self.allow_test_split, what="--dev-split")
         if self.pseudo is not None and self.mining.passage != self.pseudo.passage_view:
@@ -75,7 +105,8 @@ class TrainJob:
                 f"--pseudo-queries {self.pseudo.method} needs negatives shown as "
                 f"{self.pseudo.passage_view!r} passages, like its positives, not {self.mining.passage!r}"
             )
-        if self.dev_split is not None and self.pseudo is None and self.dev_split == self.split:
+        judged = self.pseudo is None and self.feedback is None
+        if self.dev_split is not None and judged and self.dev_split == self.split:
             raise ValueError(f"the dev split must differ from the training split ({self.split!r})")
         if self.rerank_weight is not None:
             if self.dev_split is not None:
@@ -102,7 +133,14 @@ class TrainJob:
 
 def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
     """The job's training queries and a description of where they came from (for metadata)."""
-
+    if job.feedback is not None:
+        queries, source = _click_queries(job.feedback)
+        if job.dev_split is not None:  # users may have asked the dev queries: those would leak
+            dev = {normalised_query(t) for t in dataset.load(job.dev_split).queries.values()}
+            kept = [q for q in queries if normalised_query(q.text) not in dev]
+            source["dropped_dev_queries"] = len(queries) - len(kept)
+            queries = kept
+        return queries, source
     if job.pseudo is not None:
         reader = CorpusReader(dataset.corpus_path)
         queries = pseudo_queries(reader, job.pseudo)
@@ -121,15 +159,39 @@ def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
                      "qrels": str(dataset.qrels_path(job.split))}
 
 
+def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
+    sessions = read_sessions(source.log, source.since)
+    if source.shuffle_clicks:
+        sessions = shuffled(sessions)
+    judged = judgments_from_clicks(sessions, source.rule)
+    log.info("feedback %s: %s", source.log, judged.summary())
+    if not judged.queries:
+        raise ValueError(
+            f"{source.log}: no logged session has a click that makes a positive "
+            f"({judged.summary()}); collect clicks with POST /events first"
+        )
+    return judged.queries, {
+        "mode": "feedback", "log": str(source.log), "click_rule": asdict(source.rule),
+        "since": source.since.isoformat() if source.since else None,
+        "shuffled_clicks": source.shuffle_clicks, **judged.summary(),
+    }  # fmt: skip
+
+
 def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     """Mine (or reuse) the training groups, train on Ray, write the best epoch to ``job.out``."""
     started = time.perf_counter()
-    dataset = BeirDataset(job.dataset)
+    dataset = BeirDataset(job.dataset) if job.dataset is not None else None
     work_dir = job.resolved_work_dir
-    snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
+    if job.fresh and work_dir.exists():
+        log.info("--fresh: clearing %s (an earlier run's groups and checkpoints)", work_dir)
+        shutil.rmtree(work_dir)
+    if job.feedback is not None:  # the clicks were on what the index serves: mine from it as it is
+        snapshot = IndexSnapshot.open(job.index_dir)
+    else:
+        snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
     queries, source = training_queries(job, dataset)
     data_info = {
-        "dataset": str(dataset.root.resolve()),
+        "dataset": str(dataset.root.resolve()) if dataset is not None else None,
         "index_version": snapshot.manifest.version,
         "source": source,
         "mining": asdict(job.mining),

@@ -1,0 +1,131 @@
+"""The promotion gate: may a candidate reranker replace what is served?
+
+The candidate, at the operating point its model folder records (the one serving would use),
+is evaluated with the ``bertsearch eval`` code on a judged split against what the registry
+serves now (``hybrid`` when it serves nothing), and the two are compared query by query with
+the eval's paired test. The candidate is refused when it is significantly worse, or when its
+mean is not above the incumbent's by at least ``margin``. The decision, both evaluations'
+means and the per-query wins/ties/losses are the report written into the version.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsearch.jobs.evaluation.config import METRICS, EvalConfig, check_choice_split
+from bertsearch.jobs.evaluation.runner import run_evaluation
+from bertsearch.jobs.evaluation.scoring import paired_p_value
+from bertsearch.ranker.registry import RegistryError, RerankerRegistry, RerankerVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Where and how strictly a candidate is judged. ``split`` must not be the reported one
+    (``test``) unless ``allow_test_split``: a gate is a choice, and choices are made on dev."""
+
+    dataset: Path
+    index_dir: Path
+    split: str = "dev"
+    metric: str = "ndcg@10"
+    margin: float = 0.0
+    max_p: float = 0.05
+    stat_test: str = "student"
+    depth: int = 100
+    allow_test_split: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice_split(self.split, self.allow_test_split, what="the gate's --split")
+        if self.metric not in METRICS:
+            raise ValueError(f"the gate's metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
+        if self.margin < 0:
+            raise ValueError(f"margin must be non-negative, got {self.margin}")
+
+
+def gate(candidate: Path, incumbent: Path | None, config: GateConfig, out: Path) -> dict[str, Any]:
+    """Evaluate ``candidate`` against ``incumbent`` (None: hybrid); the decision report."""
+    incumbent_name = "incumbent+rerank" if incumbent is not None else "hybrid"
+    candidate_scores = _per_query(candidate, config, out / "candidate")
+    incumbent_scores = _per_query(incumbent, config, out / "incumbent")
+    ids = sorted(candidate_scores)
+    treatment = np.array([candidate_scores[q] for q in ids])
+    control = np.array([incumbent_scores.get(q, 0.0) for q in ids])
+    delta = float(treatment.mean() - control.mean())
+    p_value = paired_p_value(control, treatment, config.stat_test)
+    worse = delta < 0 and p_value < config.max_p
+    if worse:
+        verdict = f"refused: significantly worse than {incumbent_name} (p = {p_value:.3g})"
+    elif delta < config.margin or delta <= 0:
+        verdict = (f"refused: {config.metric} {delta:+.4f} against {incumbent_name}, "
+                   f"not above the margin ({config.margin})")  # fmt: skip
+    else:
+        verdict = f"accepted: {config.metric} {delta:+.4f} against {incumbent_name} (p = {p_value:.3g})"
+    report = {
+        "accepted": verdict.startswith("accepted"),
+        "verdict": verdict,
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "candidate": str(candidate),
+        "incumbent": str(incumbent) if incumbent is not None else "hybrid",
+        "metric": config.metric,
+        "candidate_mean": round(float(treatment.mean()), 4),
+        "incumbent_mean": round(float(control.mean()), 4),
+        "delta": round(delta, 4),
+        "p_value": p_value,
+        "queries": len(ids),
+        "wins_ties_losses": {
+            "wins": int((treatment > control).sum()),
+            "ties": int((treatment == control).sum()),
+            "losses": int((treatment < control).sum()),
+        },
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "reports": {"candidate": str(out / "candidate"), "incumbent": str(out / "incumbent")},
+    }
+    log.info("promotion gate: %s", verdict)
+    return report
+
+
+def _per_query(reranker: Path | None, config: GateConfig, out: Path) -> dict[str, float]:
+    """Per-query ``config.metric`` of hybrid reranked by ``reranker`` at its own operating point
+    (hybrid alone when None), from a ``bertsearch eval`` run whose report lands in ``out``."""
+    name = "hybrid+rerank" if reranker is not None else "hybrid"
+    result = run_evaluation(
+        EvalConfig(
+            dataset=config.dataset,
+            index_dir=config.index_dir,
+            out=out,
+            split=config.split,
+            configs=(name,),
+            reranker=reranker,
+            depth=config.depth,
+            stat_test=config.stat_test,
+            max_p=config.max_p,
+        ),
+        progress=False,
+    )
+    return result.config(name).per_query[config.metric]
+
+
+def promote(registry: RerankerRegistry, candidate: str | Path, config: GateConfig, *,
+            force: bool = False) -> tuple[RerankerVersion, dict[str, Any]]:  # fmt: skip
+    """Gate ``candidate`` (a version of ``registry``, or a model folder, added first) against
+    what ``registry`` serves, record the decision in the version, and promote it when accepted
+    (or when ``force``: recorded as forced, with the decision it overrode)."""
+    name = str(candidate)
+    is_version = Path(name).name == name and name in {v.name for v in registry.versions()}
+    version = registry.get(name) if is_version or not Path(name).is_dir() else registry.add(candidate)
+    incumbent = registry.current()
+    if incumbent is not None and incumbent == version.path:
+        raise RegistryError(f"version {version.name} is served already")
+    report = gate(version.path, incumbent, config, version.path.parent.parent / "gates" / version.name)
+    report["forced"] = force and not report["accepted"]
+    registry.record_gate(version.name, report)
+    if report["accepted"] or force:
+        registry.promote(version.name, forced=report["forced"], reason=report["verdict"])
+    return registry.get(version.name), report

@@ -1,0 +1,78 @@
+"""Click sessions out of the service's feedback log, for ``bertsearch train --from-feedback``.
+
+The log is either the service's SQLite file (``INDEX_DIR/feedback.sqlite3``) or a folder written
+by ``bertsearch feedback-export`` (``queries.parquet`` + ``events.parquet``, read with Ray Data,
+so that a log too big for one machine's memory is read the way the rest of the job's data is).
+One served answer (one ``query_id``) is one session; its ``click`` events are the clicks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from bertsearch.api.feedback.records import Event, QueryRecord
+from bertsearch.ranker.training.clicks import Session
+
+CLICK = "click"
+
+
+def read_sessions(log: Path, since: datetime | None = None) -> list[Session]:
+    """The sessions of ``log`` (a SQLite feedback file or a Parquet export folder), oldest first."""
+    log = Path(log)
+    if log.is_dir():
+        return _parquet_sessions(log, since)
+    if log.is_file():
+        from bertsearch.api.feedback.sqlite_log import SQLiteLog
+
+        store = SQLiteLog(log)
+        try:
+            return sessions_of(store.queries(since), store.events(since))
+        finally:
+            store.close()
+    raise FileNotFoundError(
+        f"{log}: no feedback log there; give the service's SQLite file (INDEX_DIR/feedback.sqlite3) "
+        "or a folder written by `bertsearch feedback-export`"
+    )
+
+
+def sessions_of(queries: Iterable[QueryRecord], events: Iterable[Event]) -> list[Session]:
+    clicked: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        if event.action_name == CLICK:
+            clicked[event.query_id].add(event.object_id)
+    return [
+        Session(q.query_id, q.query, tuple(h.object_id for h in sorted(q.hits, key=lambda h: h.position)),
+                frozenset(clicked.get(q.query_id, ())))
+        for q in queries
+    ]  # fmt: skip
+
+
+def _parquet_sessions(folder: Path, since: datetime | None) -> list[Session]:
+    import ray.data
+
+    missing = [name for name in ("queries.parquet", "events.parquet") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: no {', '.join(missing)}; write the folder with `bertsearch feedback-export`"
+        )
+    shown: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    texts: dict[str, tuple[datetime, str]] = {}
+    for row in ray.data.read_parquet(str(folder / "queries.parquet")).iter_rows():
+        if since is not None and row["timestamp"] < since:
+            continue
+        shown[row["query_id"]].append((row["position"], row["object_id"]))
+        texts[row["query_id"]] = (row["timestamp"], row["query"])
+    clicked: dict[str, set[str]] = defaultdict(set)
+    events = ray.data.read_parquet(str(folder / "events.parquet"))
+    if events.count():
+        for row in events.iter_rows():
+            if row["action_name"] == CLICK:
+                clicked[row["query_id"]].add(row["object_id"])
+    order = sorted(texts, key=lambda qid: texts[qid][0])
+    return [
+        Session(qid, texts[qid][1], tuple(d for _, d in sorted(shown[qid])), frozenset(clicked.get(qid, ())))
+        for qid in order
+    ]

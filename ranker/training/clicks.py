@@ -1,0 +1,119 @@
+"""Judgments from clicks: which served documents users found relevant, corrected for position.
+
+A user does not look at every hit: a document shown at position 8 and not clicked says little,
+one skipped at position 2 above a click at position 5 says much. The rule here is the cascade
+view of examination used by the DCM click model (Guo et al., 2009): in one served ranking the
+user examined every position down to the last click, and nothing below it. Over all the
+sessions of a query (same normalised text), each document's *examined click rate* is
+
+    clicks / examinations          (examinations: sessions where it sat at or above the last click)
+
+so the higher positions' extra attention is not mistaken for relevance: a document clicked
+whenever it was seen counts fully whether it was seen at position 1 or 9. A document is a
+positive when it was clicked at least ``min_clicks`` times and at that rate or more; a clicked
+document below the rate is *excluded* (never sampled as a negative: clicks say it is not clearly
+irrelevant either). A session without a click teaches nothing here: it is counted, not used.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bertsearch.ranker.training.examples import Positive, TrainingQuery, normalised_query
+
+
+@dataclass(frozen=True)
+class Session:
+    """One served ranking and what its user clicked: ``shown`` in served order (position 1 first)."""
+
+    query_id: str
+    query: str
+    shown: tuple[str, ...]
+    clicked: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ClickRule:
+    """When clicks make a positive: ``min_clicks`` clicks at an examined click rate ≥ ``min_rate``."""
+
+    min_clicks: int = 1
+    min_rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_clicks < 1:
+            raise ValueError(f"min_clicks must be at least 1, got {self.min_clicks}")
+        if not 0.0 < self.min_rate <= 1.0:
+            raise ValueError(f"min_rate must be in (0, 1], got {self.min_rate}")
+
+
+@dataclass
+class ClickJudgments:
+    """What the sessions yielded, and how many of them taught nothing."""
+
+    queries: list[TrainingQuery]
+    sessions: int = 0
+    sessions_without_click: int = 0
+    clicks_not_shown: int = 0  # clicks on documents the logged ranking did not hold (ignored)
+    queries_without_positive: int = 0
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)  # query text -> doc -> rate
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "sessions": self.sessions,
+            "sessions_without_click": self.sessions_without_click,
+            "clicks_not_shown": self.clicks_not_shown,
+            "queries": len(self.queries),
+            "queries_without_positive": self.queries_without_positive,
+            "positives": sum(len(q.positives) for q in self.queries),
+        }
+
+
+def judgments_from_clicks(sessions: Iterable[Session], rule: ClickRule = ClickRule()) -> ClickJudgments:
+    """Training queries (positives and exclusions) from click sessions, one per distinct query text."""
+    clicks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    first: dict[str, tuple[str, str]] = {}  # normalised text -> (query id, text) of its first session
+    out = ClickJudgments(queries=[])
+    for session in sessions:
+        out.sessions += 1
+        positions = {doc: n for n, doc in enumerate(session.shown)}
+        clicked = [d for d in session.clicked if d in positions]
+        out.clicks_not_shown += len(session.clicked) - len(clicked)
+        if not clicked:
+            out.sessions_without_click += 1
+            continue
+        key = normalised_query(session.query)
+        first.setdefault(key, (session.query_id, session.query))
+        last = max(positions[d] for d in clicked)
+        for doc in session.shown[: last + 1]:
+            seen[key][doc] += 1
+        for doc in clicked:
+            clicks[key][doc] += 1
+    for key in sorted(first):
+        query_id, text = first[key]
+        rates = {doc: clicks[key][doc] / seen[key][doc] for doc in clicks[key]}
+        out.rates[text] = rates
+        positives = sorted(
+            d for d, r in rates.items() if r >= rule.min_rate and clicks[key][d] >= rule.min_clicks
+        )
+        if not positives:
+            out.queries_without_positive += 1
+            continue
+        out.queries.append(TrainingQuery(
+            query_id, text, tuple(Positive(d) for d in positives),
+            excluded=frozenset(rates) - frozenset(positives),
+        ))  # fmt: skip
+    return out
+
+
+def shuffled(sessions: Sequence[Session], seed: int = 13) -> list[Session]:
+    """The same sessions with each click moved to a random shown document: clicks that carry no
+    relevance (what a promotion gate must refuse to learn from)."""
+    rng = random.Random(seed)
+    return [
+        Session(s.query_id, s.query, s.shown, frozenset(rng.sample(s.shown, len(s.clicked & set(s.shown)))))
+        for s in sessions
+    ]

@@ -1,0 +1,91 @@
+"""The promotion gate and `bertsearch reranker`: gate a candidate against what is served, record
+the decision in the version, promote or refuse, force, roll back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.evaluation.gate import GateConfig, promote
+from bertsearch.jobs.indexing.reuse import ensure_index
+from bertsearch.ranker.model_dir import ModelRecord
+from bertsearch.ranker.registry import RerankerRegistry
+from support.datasets import write_dataset
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory, tiny_bert_dir, corpus_records):
+    """A judged dev split over the toy corpus, indexed by the tiny BERT (its hybrid order is the
+    baseline; the tiny random cross-encoder reranks it worse)."""
+    root = tmp_path_factory.mktemp("gate")
+    dataset = write_dataset(root / "ds", corpus_records, splits=("dev", "test"))
+    ensure_index(BeirDataset(dataset), root / "index", model=tiny_bert_dir, progress=False)
+    return dataset, root / "index"
+
+
+def reranker(folder, source, weight: float):
+    """The tiny random cross-encoder served at ``weight`` (0: hybrid's order, 1: its own)."""
+    shutil.copytree(source, folder)
+    ModelRecord(base_model="tiny", max_length=64, rerank_weight=weight, rerank_top_n=8).write(folder)
+    return folder
+
+
+def test_a_candidate_worse_than_hybrid_is_refused_recorded_and_not_served(
+    judged, tmp_path, tiny_cross_encoder_dir
+):
+    dataset, index = judged
+    registry = RerankerRegistry(tmp_path / "registry")
+    noisy = reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0)
+    version, report = promote(registry, noisy, GateConfig(dataset, index))
+    assert not report["accepted"] and report["verdict"].startswith("refused")
+    assert report["incumbent"] == "hybrid" and report["queries"] == 6
+    assert report["delta"] == pytest.approx(report["candidate_mean"] - report["incumbent_mean"], abs=1e-3)
+    assert report["delta"] < 0 and report["wins_ties_losses"]["losses"] >= 1
+    assert registry.current() is None  # still hybrid
+    assert json.loads((version.path / "gate.json").read_text())["verdict"] == report["verdict"]
+    assert (registry.root / "gates" / version.name / "candidate" / "report.md").is_file()
+    # --force serves it anyway, and says so
+    version, report = promote(registry, version.name, GateConfig(dataset, index), force=True)
+    assert registry.current_name() == version.name and report["forced"] is True
+    assert registry.history()[-1]["forced"] is True
+
+
+def test_a_candidate_that_ties_the_incumbent_is_not_better_by_the_margin(
+    judged, tmp_path, tiny_cross_encoder_dir
+):
+    dataset, index = judged
+    registry = RerankerRegistry(tmp_path / "registry")
+    same_as_hybrid = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)  # blends to the fused order
+    _, report = promote(registry, same_as_hybrid, GateConfig(dataset, index))
+    assert report["delta"] == 0 and not report["accepted"] and "not above the margin" in report["verdict"]
+
+
+def test_the_cli_promotes_a_better_candidate_over_the_served_one_and_rolls_back(
+    judged, tmp_path, tiny_cross_encoder_dir, capsys
+):
+    from bertsearch.jobs.cli import main
+
+    dataset, index = judged
+    root = tmp_path / "registry"
+    registry = RerankerRegistry(root)
+    noisy = registry.add(reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0)).name
+    registry.record_gate(noisy, {"accepted": True, "verdict": "accepted: for the test"})
+    registry.promote(noisy)
+    better = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)  # hybrid's order beats the noisy one
+    gate = ["--dataset", str(dataset), "--index-dir", str(index), "--split", "dev"]
+    assert main(["reranker", "promote", str(better), "--registry", str(root), *gate]) == 0
+    promoted = registry.current_name()
+    assert promoted != noisy and registry.get(promoted).manifest["parent"] == noisy
+    assert registry.get(promoted).gate["incumbent"].endswith(noisy)
+    assert main(["reranker", "list", "--registry", str(root)]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {promoted}" in listing and "accepted" in listing
+    assert main(["reranker", "rollback", "--registry", str(root)]) == 0
+    assert registry.current_name() == noisy
+    # the gate is a choice: the test split is refused unless asked for
+    assert main(["reranker", "promote", promoted, "--registry", str(root), *gate[:-1], "test"]) == 2

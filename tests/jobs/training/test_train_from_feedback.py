@@ -1,0 +1,124 @@
+"""The feedback loop end to end on the toy corpus: simulated users search and click over HTTP,
+the service logs it, `train --from-feedback` learns from the clicks, and a promoted version is
+served by the running service without a restart."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from bertsearch.api.app import create_app
+from bertsearch.api.settings import ServiceSettings
+from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.indexing.reuse import ensure_index
+from bertsearch.jobs.training.feedback import read_sessions
+from bertsearch.ranker.registry import RerankerRegistry
+from support.datasets import QRELS, write_dataset
+from support.servers import free_port
+
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+
+
+@pytest.fixture()
+def click_simulator(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import click_simulator
+
+    yield click_simulator
+    sys.modules.pop("click_simulator", None)
+
+
+@pytest.fixture()
+def service(tmp_path, tiny_bert_dir, corpus_records):
+    """A running service over a fresh index of the toy dataset, serving an empty reranker registry."""
+    dataset = write_dataset(tmp_path / "ds", corpus_records, splits=("train", "dev"))
+    ensure_index(BeirDataset(dataset), tmp_path / "index", model=tiny_bert_dir, progress=False)
+    (tmp_path / "rerankers").mkdir()
+    settings = ServiceSettings(index_dir=tmp_path / "index", reranker=str(tmp_path / "rerankers"),
+                               reload_seconds=0.1)  # fmt: skip
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}", dataset, settings
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.mark.integration
+def test_clicks_logged_over_http_train_a_reranker_that_the_service_takes_up(
+    local_ray, service, click_simulator, tmp_path, tiny_bert_dir
+):
+    from bertsearch.jobs.cli import main
+
+    url, dataset, settings = service
+    split = BeirDataset(dataset).load("train")
+    careful = click_simulator.CascadeUser(click_relevant=1.0, click_noise=0.0, stop_after_click=0.0,
+                                          patience=1.0, depth=8)  # fmt: skip
+    counts = click_simulator.simulate(url, split.queries, split.qrels, careful, sessions=24, clients=3)
+    assert counts["sessions"] == 24 and counts["errors"] == 0
+    assert counts["clicks"] == counts["relevant_clicks"] > 0  # no noise: every click is on a relevant hit
+
+    sessions = read_sessions(settings.feedback_path)
+    assert len(sessions) == 24 and all(len(s.shown) == 8 for s in sessions)
+    out = tmp_path / "from-clicks"
+    log, index = str(settings.feedback_path), str(settings.index_dir)
+    code = main([
+        "train", "--from-feedback", log, "--index-dir", index, "--out", str(out), "--base-model",
+        str(tiny_bert_dir), "--workers", "2", "--cpus-per-worker", "1", "--epochs", "1", "--mine-depth", "8",
+        "--negatives", "3", "--max-length", "64", "--min-clicks", "2", "--rerank-weight", "0.5",
+        "--rerank-top-n", "8",
+    ])  # fmt: skip
+    assert code == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    source = meta["data"]["source"]
+    assert source["mode"] == "feedback" and source["sessions"] == 24
+    assert source["click_rule"]["min_clicks"] == 2
+    relevant = sum(1 for docs in QRELS.values() for grade in docs.values() if grade > 0)
+    assert source["positives"] == meta["training_groups"] == relevant  # every relevant doc, clicked 4 times
+    groups = [json.loads(line) for line in (out.with_name("from-clicks.work") / "groups.jsonl").open()]
+    assert {(g["query"], g["doc_ids"][0]) for g in groups} == {
+        (split.queries[q], d) for q, docs in QRELS.items() for d, grade in docs.items() if grade > 0
+    }
+
+    registry = tmp_path / "rerankers"
+    gate = ["--dataset", str(dataset), "--index-dir", str(settings.index_dir), "--split", "dev", "--force"]
+    main(["reranker", "promote", str(out), "--registry", str(registry), *gate])
+    served = RerankerRegistry(registry).current_name()
+    assert served is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready = httpx.get(f"{url}/readyz").json()
+        if ready["reranker_version"] == served:
+            break
+        time.sleep(0.2)
+    assert ready["reranker_version"] == served and ready["stage"] == "reranking"
+    answer = httpx.post(f"{url}/search", json={"query": "loyal dogs", "top_k": 3}).json()
+    assert answer["rerank"]["scored"] == 8 and "rerank" in answer["hits"][0]["scores"]
+
+
+@pytest.mark.unit
+def test_the_cascade_user_reads_down_to_a_satisfying_click(click_simulator):
+    import random
+
+    ranked = ["a", "b", "c", "d"]
+    careful = click_simulator.CascadeUser(click_relevant=1.0, click_noise=0.0, stop_after_click=1.0,
+                                          patience=1.0, depth=4)  # fmt: skip
+    assert careful.browse(ranked, {"c": 1}, random.Random(0)) == ([1, 2, 3], [3])
+    impatient = click_simulator.CascadeUser(click_relevant=1.0, click_noise=0.0, patience=0.0, depth=4)
+    assert impatient.browse(ranked, {"c": 1}, random.Random(0)) == ([1], [])
+    noisy = click_simulator.CascadeUser(click_relevant=0.0, click_noise=1.0, patience=1.0, depth=2)
+    assert noisy.browse(ranked, {"a": 1}, random.Random(0)) == ([1, 2], [2])  # a noise click never satisfies
+    with pytest.raises(ValueError, match="click_noise"):
+        click_simulator.CascadeUser(click_noise=1.5)

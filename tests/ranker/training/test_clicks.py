@@ -1,0 +1,69 @@
+"""Judgments from clicks: the cascade examination rule, thresholds, what is counted and not used."""
+
+from __future__ import annotations
+
+import pytest
+
+from bertsearch.ranker.training.clicks import ClickRule, Session, judgments_from_clicks, shuffled
+
+pytestmark = pytest.mark.unit
+
+SHOWN = ("a", "b", "c", "d", "e")
+
+
+def session(n: int, clicked: set[str], query: str = "cheap flights", shown=SHOWN) -> Session:
+    return Session(f"s{n}", query, shown, frozenset(clicked))
+
+
+def test_a_document_clicked_whenever_it_was_examined_is_a_positive_wherever_it_sat():
+    # "d" was clicked in both sessions that reached it; "a" was examined three times, clicked once
+    sessions = [session(1, {"d"}), session(2, {"a"}), session(3, {"d", "a"}, shown=("d", "a", "b", "c", "e"))]
+    judged = judgments_from_clicks(sessions)
+    (query,) = judged.queries
+    rates = judged.rates["cheap flights"]
+    assert rates["d"] == pytest.approx(2 / 2)  # session 2 stopped at "a": "d" was never examined there
+    assert rates["a"] == pytest.approx(2 / 3)
+    assert {p.doc_id for p in query.positives} == {"a", "d"}
+
+
+def test_below_the_rate_a_clicked_document_is_neither_positive_nor_negative():
+    sessions = [session(1, {"b"}), session(2, {"c"}), session(3, {"c"}), session(4, {"c"})]
+    (query,) = judgments_from_clicks(sessions, ClickRule(min_rate=0.5)).queries
+    assert [p.doc_id for p in query.positives] == ["c"]  # 3 of 4 examinations
+    assert query.excluded == frozenset({"b"})  # 1 of 4: not sure enough to be either
+
+
+def test_min_clicks_drops_single_noise_clicks():
+    sessions = [session(1, {"e"}), session(2, {"b"}), session(3, {"b"})]
+    (query,) = judgments_from_clicks(sessions, ClickRule(min_clicks=2, min_rate=0.5)).queries
+    assert [p.doc_id for p in query.positives] == ["b"] and "e" in query.excluded
+
+
+def test_sessions_without_clicks_are_counted_and_teach_nothing():
+    sessions = [session(1, set()), session(2, set(), query="other"), session(3, {"zz"}), session(4, {"a"})]
+    judged = judgments_from_clicks(sessions)
+    summary = judged.summary()
+    assert summary["sessions"] == 4 and summary["sessions_without_click"] == 3
+    assert summary["clicks_not_shown"] == 1  # "zz" was never served in that ranking
+    assert [q.text for q in judged.queries] == ["cheap flights"]
+
+
+def test_sessions_of_one_query_text_pool_across_case_and_spacing():
+    judged = judgments_from_clicks([session(1, {"a"}), session(2, {"b"}, query="  Cheap   FLIGHTS ")])
+    (query,) = judged.queries
+    assert query.id == "s1" and {p.doc_id for p in query.positives} == {"a", "b"}
+
+
+def test_shuffled_clicks_keep_their_number_and_stay_on_shown_documents():
+    sessions = [session(n, {"a", "b"} if n % 2 else {"c"}) for n in range(40)]
+    moved = shuffled(sessions, seed=1)
+    assert [len(s.clicked) for s in moved] == [len(s.clicked) for s in sessions]
+    assert all(s.clicked <= set(s.shown) for s in moved)
+    assert sum(s.clicked != o.clicked for s, o in zip(moved, sessions, strict=True)) > 20
+
+
+def test_a_rule_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="min_rate"):
+        ClickRule(min_rate=0.0)
+    with pytest.raises(ValueError, match="min_clicks"):
+        ClickRule(min_clicks=0)
