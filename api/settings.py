@@ -19,7 +19,8 @@ class ServiceSettings(BaseSettings):
     """How the service runs.
 
     ``index_dir`` (``BERTSEARCH_INDEX_DIR``): the index directory to serve. ``reranker``
-    (``BERTSEARCH_RERANKER``): a trained cross-encoder folder. ``encoder_model``
+    (``BERTSEARCH_RERANKER``): a trained cross-encoder folder, or a reranker registry (its CURRENT
+    version is served, and followed without a restart). ``encoder_model``
     (``BERTSEARCH_MODEL``): the query encoder (default: the one the index names). ``api_key``
     (``BERTSEARCH_API_KEY``): the key ``PUT``/``DELETE /documents`` require in ``X-API-Key``;
     without one, writes are refused. ``reload_seconds``: how often CURRENT is checked for a new

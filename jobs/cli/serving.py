@@ -36,7 +36,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reranker", default=os.environ.get("BERTSEARCH_RERANKER"),
-        help="trained cross-encoder folder (or BERTSEARCH_RERANKER)",
+        help="trained cross-encoder folder, or a reranker registry whose CURRENT version is served and "
+        "followed without a restart (`bertsearch reranker`); or BERTSEARCH_RERANKER",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

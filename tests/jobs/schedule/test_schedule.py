@@ -130,7 +130,7 @@ def test_every_problem_is_reported_with_where_and_what_to_change(tmp_path):
         "jobs[1] (nightly): give exactly one of 'cron'",
         "jobs[1] (nightly).index: missing index_dir",
         "jobs[2] (both).every_seconds: must be a positive number",
-        "jobs[2] (both): give exactly one of 'index' (an indexing job) or 'command'",
+        "jobs[2] (both): give exactly one of 'index' (an indexing job), 'train', 'promote' or 'command'",
         "jobs[3].name: give a name of letters, digits",
         "jobs[4] (types).timeout_seconds: must be a positive number of seconds, got 'soon'",
         "jobs[4] (types).index.keep: must be an integer, got 'three'",
@@ -143,6 +143,49 @@ def test_every_problem_is_reported_with_where_and_what_to_change(tmp_path):
     for part in expected:
         assert part in message, part
     assert len(caught.value.problems) >= len(expected)
+
+
+LEARNING_YAML = """
+jobs:
+  - name: learn
+    cron: "0 1 * * *"
+    train: {from_feedback: index/feedback.sqlite3, feedback_days: 7, index_dir: index,
+            out: candidates/nightly, args: [--epochs, 1, --workers, 2]}
+  - name: promote
+    cron: "0 4 * * *"
+    promote: {candidate: candidates/nightly, registry: rerankers, dataset: judged, index_dir: index,
+              split: dev, margin: 0.002}
+  - name: broken
+    every_seconds: 60
+    train: {index_dir: index, out: x, epochs: 2}
+  - name: bad-flags
+    every_seconds: 60
+    promote: {candidate: c, registry: r, dataset: d, index_dir: i, args: [--no-such-flag]}
+"""
+
+
+@pytest.mark.unit
+def test_train_and_promote_are_typed_job_kinds_checked_like_the_command_line(tmp_path):
+    with pytest.raises(ScheduleConfigError) as caught:
+        load(write(tmp_path, LEARNING_YAML))
+    problems = "\n".join(caught.value.problems)
+    assert "jobs[2] (broken).train: unknown key 'epochs'" in problems
+    assert "jobs[2] (broken).train: missing from_feedback" in problems
+    assert "jobs[3] (bad-flags).promote: bertsearch rejects" in problems and "--no-such-flag" in problems
+    assert len(caught.value.problems) == 3
+    good = "\n".join(LEARNING_YAML.splitlines()[:10])
+    learn, promote = load(write(tmp_path, good)).jobs
+    assert learn.argv == (
+        "train", "--from-feedback", str(tmp_path / "index" / "feedback.sqlite3"), "--feedback-days", "7",
+        "--index-dir", str(tmp_path / "index"), "--out", str(tmp_path / "candidates" / "nightly"),
+        "--fresh", "--epochs", "1", "--workers", "2",
+    )  # fmt: skip
+    assert promote.argv == (
+        "reranker", "promote", str(tmp_path / "candidates" / "nightly"),
+        "--registry", str(tmp_path / "rerankers"),
+        "--dataset", str(tmp_path / "judged"), "--index-dir", str(tmp_path / "index"), "--split", "dev",
+        "--margin", "0.002",
+    )  # fmt: skip
 
 
 @pytest.mark.unit
