@@ -136,8 +136,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_job(args: argparse.Namespace):
-    from bertsearch.jobs.training.job import FeedbackSource, RayScaling, TrainJob
-    from bertsearch.ranker.training.clicks import ClickRule
+    from bertsearch.jobs.training.job import RayScaling, TrainJob
     from bertsearch.ranker.training.examples import MiningConfig
     from bertsearch.ranker.training.loop import TrainConfig
     from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig
@@ -147,22 +146,7 @@ def _train_job(args: argparse.Namespace):
         if args.pseudo_queries
         else None
     )
-    rule = ClickRule(args.min_clicks, args.min_click_rate)
-    since = args.feedback_since
-    if args.feedback_days is not None:
-        if since is not None or args.feedback_days <= 0:
-            raise ValueError("give --feedback-days as a positive number of days, not with --feedback-since")
-        since = datetime.now(UTC) - timedelta(days=args.feedback_days)
-    if (since or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
-        raise ValueError(
-            "--feedback-since/--feedback-days, --min-clicks, --min-click-rate and --shuffle-clicks need "
-            "--from-feedback"
-        )
-    feedback = (
-        FeedbackSource(args.from_feedback, since, rule, args.shuffle_clicks)
-        if args.from_feedback is not None
-        else None
-    )
+    feedback = _feedback_source(args)
     cpus = args.cpus_per_worker
     if cpus is None:
         cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
@@ -207,6 +191,29 @@ def _train_job(args: argparse.Namespace):
         rerank_weight=args.rerank_weight,
         rerank_top_n=args.rerank_top_n,
         allow_test_split=args.allow_test_split,
+    )
+
+
+def _feedback_source(args: argparse.Namespace):
+    """The --from-feedback flags as a FeedbackSource (None without --from-feedback)."""
+    from bertsearch.jobs.training.job import FeedbackSource
+    from bertsearch.ranker.training.clicks import ClickRule
+
+    rule = ClickRule(args.min_clicks, args.min_click_rate)
+    since = args.feedback_since
+    if args.feedback_days is not None:
+        if since is not None or args.feedback_days <= 0:
+            raise ValueError("give --feedback-days as a positive number of days, not with --feedback-since")
+        since = datetime.now(UTC) - timedelta(days=args.feedback_days)
+    if (since or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
+        raise ValueError(
+            "--feedback-since/--feedback-days, --min-clicks, --min-click-rate and --shuffle-clicks need "
+            "--from-feedback"
+        )
+    return (
+        FeedbackSource(args.from_feedback, since, rule, args.shuffle_clicks)
+        if args.from_feedback is not None
+        else None
     )
 
 

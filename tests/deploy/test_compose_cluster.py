@@ -44,8 +44,16 @@ def test_the_scheduler_runs_the_checked_schedule_on_the_cluster(services):
     assert "index:/data/index" in scheduler["volumes"] and "index:/data/index" in services["api"]["volumes"]
     assert env["BERTSEARCH_LEXICAL"] == services["api"]["environment"]["BERTSEARCH_LEXICAL"]
     schedule = load(ROOT / "deploy" / "schedule.yaml")
-    assert [job.name for job in schedule.jobs] == ["nightly-rebuild"]
-    assert "--embed-with" in schedule.jobs[0].argv and "ray" in schedule.jobs[0].argv
+    rebuild, learn, promote = schedule.jobs
+    assert rebuild.name == "nightly-rebuild" and "--embed-with" in rebuild.argv and "ray" in rebuild.argv
+    # the learning jobs read the API's feedback log and promote into the registry the API serves
+    assert learn.argv[:3] == ("train", "--from-feedback", "/data/index/feedback.sqlite3")
+    assert "--fresh" in learn.argv
+    registry = services["api"]["environment"]["BERTSEARCH_RERANKER"]
+    assert promote.argv[:2] == ("reranker", "promote")
+    assert promote.argv[promote.argv.index("--registry") + 1] == registry
+    for service in (scheduler, services["api"]):
+        assert f"rerankers:{registry}" in service["volumes"]
     assert str(schedule.state_file).startswith("/data/index/")
 
 
