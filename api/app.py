@@ -21,6 +21,7 @@ from bertsearch.api.schemas import (
     DocumentOut,
     EventsRequest,
     EventsResponse,
+    ExplainRequest,
     SearchRequest,
     SearchResponse,
     UpsertRequest,
@@ -40,6 +41,7 @@ from bertsearch.indexer.documents import Document
 from bertsearch.indexer.incremental import UpdateReport
 from bertsearch.indexer.snapshot import ModelMismatchError
 from bertsearch.indexer.versions import IndexBusyError
+from bertsearch.ranker.explain import NotIndexedError, explain
 from bertsearch.ranker.rerank_budget import Overloaded
 from bertsearch.ranker.response import result_to_dict
 
@@ -280,6 +282,27 @@ def _add_search_routes(app: FastAPI) -> None:
         response.headers[VERSION_HEADER] = state.version
         answer = result_to_dict(result, body.query)
         answer["query_id"] = _log_answer(request.app.state.feedback, body.query, answer, state)
+        return answer
+
+    @app.post("/explain")
+    def explain_hit(body: ExplainRequest, state: Serving, request: Request,
+                    x_api_key: Annotated[str | None, Header()] = None) -> dict:  # fmt: skip
+        """Why ``id`` ranks where it does for ``query``: each stage's score and rank, the matched
+        terms with their BM25 contributions, and the reranker's word attributions."""
+        pipeline = state.pipeline
+        overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
+        _check_limits(overrides, state.settings, x_api_key)
+        try:
+            config = pipeline.config.with_overrides(**overrides)
+            pipeline.check(config)
+        except ValueError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+        try:
+            answer = explain(pipeline, body.query, body.id, config, steps=body.steps)
+        except NotIndexedError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        answer["index_version"] = state.version
+        answer["reranker"] = state.reranker_id
         return answer
 
     @app.post("/events", response_model=EventsResponse)

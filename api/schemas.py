@@ -54,6 +54,17 @@ class SearchRequest(BaseModel):
         return query
 
 
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="the query, as sent to /search")
+    id: str = Field(min_length=1, max_length=512, description="the document to explain")
+    stages: StageSettings | None = Field(None, description="the same stage settings as the /search request")
+    steps: int = Field(16, ge=2, le=64, description="integrated-gradients steps: the attribution's cost cap")
+
+    _not_blank = field_validator("query")(SearchRequest._not_blank.__func__)
+
+
 class HitOut(BaseModel):
     id: str
     title: str

@@ -34,7 +34,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch.helpers import streaming_bulk
 
 from bertsearch.indexer.documents import Document, Hit
-from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure
+from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure, TermMatch
 
 URL_ENV = "BERTSEARCH_ES_URL"
 SEARCHABLE_FIELDS = ("title", "text", "body")
@@ -307,15 +307,17 @@ class ElasticsearchIndex:
 
     # -- reads ------------------------------------------------------------------------------
 
+    def _query(self, query: str) -> dict[str, Any]:
+        if len(self.fields) == 1:
+            return {"match": {self.fields[0]: {"query": query}}}
+        # most_fields sums the per-field scores, as the tantivy backend does.
+        return {"multi_match": {"query": query, "fields": self.fields, "type": "most_fields"}}
+
     def search(self, query: str, k: int) -> list[Hit]:
         """The top ``k`` documents for ``query``, matched as plain text (no query syntax)."""
         if k <= 0 or not query.strip():
             return []
-        if len(self.fields) == 1:
-            body = {"match": {self.fields[0]: {"query": query}}}
-        else:
-            # most_fields sums the per-field scores, as the tantivy backend does.
-            body = {"multi_match": {"query": query, "fields": self.fields, "type": "most_fields"}}
+        body = self._query(query)
         with self._talking():
             try:
                 response = self.client.search(
@@ -359,6 +361,32 @@ class ElasticsearchIndex:
                             metadata=source.get("metadata") or {},
                         )
         return found
+
+    def explain(self, query: str, doc_id: str) -> list[TermMatch]:
+        """The matched terms of ``doc_id`` from Elasticsearch's ``_explain`` of the search query."""
+        if not query.strip() or _id_problem(doc_id) is not None:
+            return []
+        with self._talking():
+            try:
+                response = self.client.explain(index=self.index, id=doc_id, query=self._query(query))
+                stored = self.get([doc_id]).get(doc_id)
+            except NotFoundError:
+                return []
+        if not response.get("matched") or stored is None:
+            return []
+        analyzed = {"title": self._analyzed(stored.title), "text": self._analyzed(stored.text)}
+        matches = []
+        for field, term, score in _weights(response["explanation"]):
+            fields = tuple(name for name, terms in analyzed.items() if term in terms)
+            matches.append(TermMatch(term, score, field, fields))
+        return sorted(matches, key=lambda m: -m.score)
+
+    def _analyzed(self, text: str) -> set[str]:
+        if not text:
+            return set()
+        with self._talking():
+            tokens = self.client.indices.analyze(index=self.index, analyzer="english", text=text)["tokens"]
+        return {t["token"] for t in tokens}
 
     def count(self) -> int:
         """How many documents are searchable (0 if the index does not exist yet)."""
@@ -411,3 +439,17 @@ class ElasticsearchIndex:
 
     def __repr__(self) -> str:
         return f"ElasticsearchIndex({self.url!r}, {self.index!r}, fields={self.fields})"
+
+
+_WEIGHT = re.compile(r"^weight\((\w+):(\S+?) in \d+\)")
+
+
+def _weights(explanation: dict) -> Iterator[tuple[str, str, float]]:
+    """(field, term, score) of each term weight node of an Elasticsearch score explanation."""
+    found = _WEIGHT.match(str(explanation.get("description", "")))
+    if found:
+        yield found.group(1), found.group(2), float(explanation["value"])
+        return
+    for detail in explanation.get("details", []):
+        yield from _weights(detail)
+

@@ -19,6 +19,18 @@ class IndexingFailure:
     reason: str
 
 
+@dataclass(frozen=True)
+class TermMatch:
+    """A query term (as the analyzer made it) that matched a document: its BM25 contribution in
+    the searched field, and the stored fields it occurs in."""
+
+    term: str
+    score: float
+    field: str
+    fields: tuple[str, ...]
+    frequency: float | None = None  # occurrences in the searched field, when the engine says
+
+
 @runtime_checkable
 class LexicalIndex(Protocol):
     """A BM25 index of documents, keyed by document id.
@@ -49,4 +61,9 @@ class LexicalIndex(Protocol):
 
     def count(self) -> int:
         """How many documents are searchable."""
+        ...
+
+    def explain(self, query: str, doc_id: str) -> list[TermMatch]:
+        """The query's terms that matched ``doc_id``, from the engine's own score explanation,
+        largest contribution first; [] when nothing matched or the document is not indexed."""
         ...

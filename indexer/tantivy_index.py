@@ -15,7 +15,7 @@ from pathlib import Path
 import tantivy
 
 from bertsearch.indexer.documents import Document, Hit
-from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure
+from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure, TermMatch
 
 ANALYZER = "en_bertsearch"
 SEARCH_FIELDS = ("body",)
@@ -131,6 +131,31 @@ class TantivyIndex:
     def count(self) -> int:
         return self._index.searcher().num_docs
 
+    def explain(self, query: str, doc_id: str) -> list[TermMatch]:
+        searcher = self._index.searcher()
+        by_id = tantivy.Query.term_query(self._schema, "id", doc_id, index_option="basic")
+        found = searcher.search(by_id, limit=1)
+        if not found.hits:
+            return []
+        address = found.hits[0][1]
+        stored = self._document(searcher.doc(address))
+        in_field = {"title": set(self.terms(stored.title)), "text": set(self.terms(stored.text))}
+        matches = []
+        for term in dict.fromkeys(self.terms(query)):
+            for field in self.fields:
+                # tantivy's own explanation of this term's BM25 score (a boolean "should" query
+                # scores the sum of its terms', so these add up to the search score)
+                term_query = tantivy.Query.term_query(self._schema, field, term, index_option="freq")
+                try:
+                    explained = json.loads(term_query.explain(searcher, address).to_json())
+                except ValueError:  # the document does not match this term
+                    continue
+                if explained.get("value", 0.0) > 0:
+                    fields = tuple(f for f, terms in in_field.items() if term in terms)
+                    score = float(explained["value"])
+                    matches.append(TermMatch(term, score, field, fields, _frequency(explained)))
+        return sorted(matches, key=lambda m: -m.score)
+
     @staticmethod
     def _document(stored: tantivy.Document) -> Document:
         fields = stored.to_dict()
@@ -140,3 +165,14 @@ class TantivyIndex:
             text=fields.get("text", [""])[0],
             metadata=json.loads(fields.get("metadata", ["{}"])[0]),
         )
+
+
+def _frequency(explanation: dict) -> float | None:
+    """The "freq, occurrences of term within document" leaf of a tantivy BM25 explanation."""
+    for detail in explanation.get("details", []):
+        if str(detail.get("description", "")).startswith("freq, occurrences"):
+            return float(detail["value"])
+        found = _frequency(detail)
+        if found is not None:
+            return found
+    return None

@@ -9,6 +9,7 @@ from bertsearch.indexer.models import Precision
 from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
+from bertsearch.ranker.registry import RerankerRegistry
 
 
 def open_pipeline(
@@ -23,7 +24,8 @@ def open_pipeline(
 ) -> SearchPipeline:
     """Load the current index version, its query encoder and (optionally) a trained reranker.
 
-    ``encoder_model`` None uses the model named in the index manifest. Raises IndexNotFoundError
+    ``encoder_model`` None uses the model named in the index manifest; ``reranker`` is a model
+    folder or a reranker registry (its CURRENT version; none: no reranker). Raises IndexNotFoundError
     when there is no index, ModelMismatchError when the encoder's weights differ from the index's,
     UntrainedRerankerError when ``reranker`` has no trained head. ``precision`` is the query encoder's.
     ``load_reranker_weights`` False reads only the reranker's settings (its model folder record),
@@ -36,6 +38,8 @@ def open_pipeline(
     model = encoder_model if encoder_model is not None else built.get("model")
     encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
+    if reranker is not None and RerankerRegistry.holds(reranker):
+        reranker = RerankerRegistry(reranker).current()  # its served version (None: hybrid)
     cross_encoder = CrossEncoder(reranker) if reranker is not None else None
     if cross_encoder is not None and load_reranker_weights:
         cross_encoder.load()

@@ -13,6 +13,7 @@ from bertsearch.jobs.cli.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     _add_search(sub)
+    _add_explain(sub)
     _add_serve(sub)
 
 
@@ -26,6 +27,17 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dense", action="store_true", help="turn dense retrieval off")
     p.add_argument("--json", action="store_true", help="print the same JSON as POST /search")
     p.set_defaults(run=search)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="why a document ranks where it does for a query (as POST /explain)")
+    p.add_argument("query")
+    p.add_argument("id", help="the document's id")
+    p.add_argument("--index-dir", type=Path, required=True)
+    p.add_argument("--reranker", default=None, help="trained cross-encoder folder, or a reranker registry")
+    p.add_argument("--steps", type=int, default=16, help="integrated-gradients steps (cost; default 16)")
+    p.add_argument("--json", action="store_true", help="print the same JSON as POST /explain")
+    p.set_defaults(run=explain)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +86,37 @@ def search(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {hit['id']}  {hit['title'][:80]}\n     {stages}\n     {hit['snippet'][:160]}")
     timings = " ".join(f"{k}={v:.1f}ms" for k, v in answer["timings_ms"].items())
     print(f"timings: {timings}", file=sys.stderr)
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    from bertsearch.ranker.explain import explain as explain_hit
+    from bertsearch.ranker.factory import open_pipeline
+
+    pipeline = open_pipeline(args.index_dir, reranker=args.reranker)
+    try:
+        answer = explain_hit(pipeline, args.query, args.id, steps=args.steps)
+    finally:
+        pipeline.close()
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{answer['id']}  {answer['title'][:80]}: final rank {answer['final_rank'] or 'not a candidate'}"
+          f" of {answer['candidates']}")  # fmt: skip
+    for stage, view in answer["stages"].items():
+        rrf = f"  rrf +{view['rrf_contribution']:.4f}" if "rrf_contribution" in view else ""
+        print(f"  {stage:<7} score {view['score']:.4g}  rank {view['rank']} of {view['of']}{rrf}")
+    for match in answer["matched_terms"]:
+        print(f"  term {match['term']!r}: bm25 {match['score']:.3f} in {match['field']} "
+              f"(occurs in {', '.join(match['fields']) or 'neither title nor text'})")  # fmt: skip
+    words = answer["attributions"]
+    if words:
+        top = sorted(words["document"], key=lambda w: -w["score"])[:10]
+        print(f"  reranker logit {words['score']:.3f} (no words: {words['reference_score']:.3f});"
+              f" {words['ms']:.0f} ms, {words['steps']} steps")  # fmt: skip
+        print("  query words:    " + ", ".join(f"{w['word']} {w['score']:+.3f}" for w in words["query"]))
+        print("  document words: " + ", ".join(f"{w['word']} {w['score']:+.3f}" for w in top))
+    print(f"timings: {answer['ms']}", file=sys.stderr)
     return 0
 
 

@@ -119,6 +119,19 @@ class LexicalIndexContract:
     def test_queries_without_terms_find_nothing(self, filled: LexicalIndex, query: str) -> None:
         assert filled.search(query, 10) == []
 
+    def test_explain_names_the_matched_terms_and_their_scores_sum_to_the_hit(
+        self, filled: LexicalIndex
+    ) -> None:
+        query = "solar wind electricity power"
+        (wind,) = [hit for hit in filled.search(query, 10) if hit.id == "wind"]
+        matches = filled.explain(query, "wind")
+        assert len(matches) == 3  # wind, electricity, power, as the backend's analyzer stems them
+        assert sum(m.score for m in matches) == pytest.approx(wind.score, rel=1e-4)
+        assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+        fields = {m.term[:4]: m.fields for m in matches}
+        assert fields["wind"] == ("title", "text") and fields["powe"] == ("title",)
+        assert filled.explain(query, "bread") == [] and filled.explain(query, "no-such-doc") == []
+
     def test_count_after_several_upserts(self, lexical_index: LexicalIndex) -> None:
         assert lexical_index.upsert(CORPUS[:2]) == []
         assert lexical_index.upsert(CORPUS[2:]) == []
