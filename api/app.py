@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bertsearch.api.console import add_console_routes
 from bertsearch.api.feedback.records import Event, FeedbackLog, QueryRecord, ServedHit, UnknownQueryError
 from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.api.observability import Metrics, observe_requests
@@ -79,6 +80,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.settings = settings
     app.middleware("http")(observe_requests)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
@@ -250,6 +252,7 @@ def _stage(state: ServingState) -> str:
 def _add_routes(app: FastAPI) -> None:
     _add_search_routes(app)
     _add_index_routes(app)
+    add_console_routes(app)
 
 
 def _add_search_routes(app: FastAPI) -> None:

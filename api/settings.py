@@ -40,6 +40,9 @@ class ServiceSettings(BaseSettings):
     file ``feedback_db``, default ``INDEX_DIR/feedback.sqlite3``; ``elasticsearch``: the
     ``ubi_queries``/``ubi_events`` indices at ``BERTSEARCH_ES_URL``, shared by replicas; ``off``);
     records older than ``feedback_retention_days`` are dropped when the service starts (0: kept).
+
+    The web console at ``/`` lists the evaluation reports under ``reports_dir``
+    (``BERTSEARCH_REPORTS_DIR``; none: no reports page).
     """
 
     model_config = SettingsConfigDict(
@@ -65,6 +68,7 @@ class ServiceSettings(BaseSettings):
     feedback_log: Literal["sqlite", "elasticsearch", "off"] = "sqlite"
     feedback_db: Path | None = None
     feedback_retention_days: float = Field(default=90.0, ge=0)
+    reports_dir: Path | None = None
 
     @field_validator("api_key")
     @classmethod

@@ -50,6 +50,7 @@ def explain(
         "query": query,
         "id": doc_id,
         "title": stored.title,
+        "passage": stored.body,  # what the reranker read: the attributions' offsets point into it
         "candidates": len(hits),
         "final_rank": position,
         "final_score": hits[position - 1].score if position else None,

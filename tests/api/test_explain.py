@@ -49,8 +49,8 @@ def test_explain_matches_the_served_scores_and_ranks(client):
         assert total == pytest.approx(words["score"] - words["reference_score"], abs=gap)
         assert words["score"] == pytest.approx(hit["scores"]["rerank"], abs=0.05)  # fp32 or bf16
         document = client.get(f"/documents/{hit['id']}").json()
-        body_text = f"{document['title']}\n{document['text']}"
-        assert all(body_text[w["start"]:w["end"]] == w["word"] for w in words["document"])
+        assert body["passage"] == f"{document['title']} {document['text']}"
+        assert all(body["passage"][w["start"] : w["end"]] == w["word"] for w in words["document"])
         assert body["ms"]["total"] > 0 and words["steps"] == 16
 
 

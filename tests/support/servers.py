@@ -1,10 +1,12 @@
-"""Serving in tests: a free loopback port, and waiting for a server's /readyz."""
+"""Serving in tests: a free loopback port, an app served in a thread, waiting for /readyz."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -31,3 +33,23 @@ def wait_ready(base: str, seconds: float, alive: Callable[[], str | None] | None
             pytest.fail(f"server exited: {gone}")
         time.sleep(0.3)
     pytest.fail(f"{base} did not become ready in {seconds:.0f} s")
+
+
+@contextmanager
+def running(app, *, seconds: float = 60) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + seconds
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

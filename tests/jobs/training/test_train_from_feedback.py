@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from bertsearch.api.app import create_app
 from bertsearch.api.settings import ServiceSettings
@@ -21,7 +19,7 @@ from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.jobs.training.feedback import read_sessions
 from bertsearch.ranker.registry import RerankerRegistry
 from support.datasets import QRELS, write_dataset
-from support.servers import free_port
+from support.servers import running
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
@@ -43,17 +41,8 @@ def service(tmp_path, tiny_bert_dir, corpus_records):
     (tmp_path / "rerankers").mkdir()
     settings = ServiceSettings(index_dir=tmp_path / "index", reranker=str(tmp_path / "rerankers"),
                                reload_seconds=0.1)  # fmt: skip
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}", dataset, settings
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running(create_app(settings)) as url:
+        yield url, dataset, settings
 
 
 @pytest.mark.integration
