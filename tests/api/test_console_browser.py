@@ -42,12 +42,14 @@ def console(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_reco
     dataset = write_dataset(root / "ds", corpus_records)
     ensure_index(BeirDataset(dataset), root / "index", model=tiny_bert_dir, progress=False)
     reranker = shutil.copytree(tiny_cross_encoder_dir, root / "reranker")
-    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 0.5, "rerank_top_n": 8}))
+    record = {"max_length": 64, "rerank_weight": 0.5, "rerank_top_n": 8}
+    (reranker / "metadata.json").write_text(json.dumps(record))
     run_evaluation(EvalConfig(dataset=dataset, index_dir=root / "index", out=root / "reports" / "toy-test",
                               configs=("bm25", "hybrid", "hybrid+rerank"), reranker=reranker, depth=8,
                               model=tiny_bert_dir), progress=False)  # fmt: skip
     settings = ServiceSettings(index_dir=root / "index", reranker=str(reranker), reload_seconds=0,
-                               feedback_db=root / "feedback.sqlite3", reports_dir=root / "reports")  # fmt: skip
+                               feedback_db=root / "feedback.sqlite3",
+                               reports_dir=root / "reports")  # fmt: skip
     with running(create_app(settings)) as url:
         yield url, settings
 
@@ -94,14 +96,16 @@ def test_search_explain_click_and_reports_in_a_browser(console, page, tmp_path):
         page.locator(".hit a.title").nth(1).click()
     opened.value.close()
     clicks = _wait_for_clicks(settings.feedback_path)
-    assert [(e.object_id, e.position, e.action_name) for e in clicks] == [(served["hits"][1]["id"], 2, "click")]
+    second = served["hits"][1]["id"]
+    assert [(e.object_id, e.position, e.action_name) for e in clicks] == [(second, 2, "click")]
 
     page.click("#tab-reports")
     page.click(".report-item[data-name='toy-test']")
     page.wait_for_selector("#report table.metrics")
     rows = page.locator("#report table.metrics tr")
     assert rows.count() == 4 and "hybrid+rerank" in rows.nth(3).inner_text()
-    page.wait_for_function("[...document.querySelectorAll('#report img')].every(i => i.complete && i.naturalWidth > 0)")
+    loaded = "[...document.querySelectorAll('#report img')].every(i => i.complete && i.naturalWidth > 0)"
+    page.wait_for_function(loaded)
     assert page.locator("#report img").count() >= 2
 
     page.click("#tab-search")
