@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
@@ -22,7 +20,7 @@ from bertsearch.api.settings import ServiceSettings
 from bertsearch.indexer.build import build_index
 from bertsearch.indexer.embedder import Embedder
 from support.files import write_jsonl
-from support.servers import free_port, wait_ready
+from support.servers import running, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +35,12 @@ def server_url(tmp_path_factory, tiny_bert_dir, tiny_cross_encoder_dir, corpus_r
     build_index(source, folder / "index", Embedder(tiny_bert_dir).load(), progress=False)
     reranker = shutil.copytree(tiny_cross_encoder_dir, folder / "reranker")
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64}))
-    app = create_app(
-        ServiceSettings(index_dir=folder / "index", reranker=str(reranker), api_key=KEY, reload_seconds=0)
-    )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, 60)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=30)
+    (folder / "reports").mkdir()  # report names are fuzzed against a real (empty) reports folder
+    settings = ServiceSettings(index_dir=folder / "index", reranker=str(reranker), api_key=KEY,
+                               reload_seconds=0, reports_dir=folder / "reports")  # fmt: skip
+    with running(create_app(settings)) as base:
+        wait_ready(base, 60)
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,9 @@ def api_schema(server_url):
 
 def test_no_request_gets_a_server_error(api_schema, server_url):
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/search", "/documents", "/documents/{doc_id}", "/readyz"}
+    paths = {"/search", "/explain", "/events", "/documents", "/documents/{doc_id}", "/readyz",
+             "/reports/{name}"}  # fmt: skip
+    assert {op.path for op in operations} >= paths
     calls = []
     for operation in operations:
 
