@@ -51,6 +51,10 @@ class Metrics:
         self.rerank_scored = Counter(
             "bertsearch_rerank_pairs_scored", "candidates the rerank stage scored", registry=r
         )
+        self.rerank_cached = Counter(  # the score cache's hit rate: cached / scored
+            "bertsearch_rerank_pairs_cached", "scored candidates whose score came from the score cache",
+            registry=r,
+        )
         self.degraded = Counter(
             "bertsearch_degraded_answers", "answers served with less than asked for", ["reason"], registry=r
         )
@@ -72,6 +76,7 @@ class Metrics:
         if result.rerank is not None:
             self.rerank_requested.inc(result.rerank.requested)
             self.rerank_scored.inc(result.rerank.scored)
+            self.rerank_cached.inc(result.rerank.cached)
         for reason in result.degraded_reasons:
             self.degraded.labels(reason).inc()
 

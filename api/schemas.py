@@ -79,6 +79,7 @@ class HitOut(BaseModel):
 class RerankOut(BaseModel):
     requested: int = Field(description="candidates the rerank stage was asked to score")
     scored: int = Field(description="candidates it scored (the first ones in fused order)")
+    cached: int = Field(0, description="of those, how many scores came from the score cache")
     budget_ms: float | None = Field(description="the time it was given (null: no limit)")
     spent_ms: float
 

@@ -29,6 +29,7 @@ from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
 from bertsearch.ranker.registry import RerankerRegistry
 from bertsearch.ranker.rerank_budget import PairScorer
+from bertsearch.ranker.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,16 @@ def load_serving(
     if pipeline.reranker is not None:
         pipeline.scorer = (scorer_factory or worker)(pipeline.reranker)
     _warm_up(pipeline)
+    pipeline.score_cache = _score_cache(settings)  # after the warm-up: its pair is not a user's
     # A Ray Serve reranker deployment serves the weights it was deployed with: no switching here.
     make_scorer = worker if scorer_factory is None else None
     fingerprint = pipeline.encoder.fingerprint()
     return ServingState(pipeline, snapshot, settings, fingerprint, path, version, make_scorer)
+
+
+def _score_cache(settings: ServiceSettings) -> ScoreCache | None:
+    """A fresh, empty score cache: one per index version and reranker (a switch empties it)."""
+    return ScoreCache(settings.rerank_cache_entries) if settings.rerank_cache_entries else None
 
 
 def _warm_up(pipeline: SearchPipeline) -> None:
@@ -133,6 +140,7 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
         scorer=current.pipeline.scorer,  # the one scoring worker stays
     )
     pipeline.search("warm up", top_k=1)
+    pipeline.score_cache = _score_cache(current.settings)
     return replace(current, pipeline=pipeline, snapshot=snapshot)
 
 
@@ -149,6 +157,7 @@ def switch_reranker(current: ServingState, path: str | None, version: str | None
         if scorer is not None:
             scorer.close()
         raise
+    pipeline.score_cache = _score_cache(current.settings)
     return replace(current, pipeline=pipeline, reranker_path=path, reranker_version=version)
 
 

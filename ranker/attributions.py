@@ -73,7 +73,7 @@ def attribute(encoder: CrossEncoder, query: str, text: str, *, steps: int = DEFA
     tokenizer, model = encoder.tokenizer, encoder.model
     encoded = tokenizer(query, text, truncation="longest_first", max_length=encoder.max_length,
                         return_offsets_mapping=True, return_tensors="pt")  # fmt: skip
-    full_length = len(tokenizer(query, text)["input_ids"])
+    full_length = len(tokenizer(query, text, verbose=False)["input_ids"])
     offsets = encoded.pop("offset_mapping")[0].tolist()
     sequence_ids = encoded.sequence_ids(0)
     word_ids = encoded.word_ids(0)

@@ -29,6 +29,7 @@ from bertsearch.ranker.rerank_budget import (
     RerankCoverage,
     ScoredPrefix,
 )
+from bertsearch.ranker.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ class SearchPipeline:
     ``encoder`` must be the model the dense index was built with (see IndexSnapshot.check_encoder);
     ``reranker`` may be None, in which case the rerank stage is skipped and results say so.
     ``scorer`` scores the reranker's pairs (default: a :class:`ChunkedScorer` of ``reranker`` in
-    the calling thread; the query service hands it its scoring worker).
+    the calling thread; the query service hands it its scoring worker). ``score_cache`` keeps the
+    reranker's scores of pairs seen before (``ranker.score_cache``; None: every pair is scored).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class SearchPipeline:
         reranker: CrossEncoder | None = None,
         config: PipelineConfig | None = None,
         scorer: PairScorer | None = None,
+        score_cache: ScoreCache | None = None,
     ) -> None:
         if (dense is None) != (encoder is None):
             raise ValueError("a dense index and its query encoder go together: give both or neither")
@@ -140,6 +143,7 @@ class SearchPipeline:
         self.encoder = encoder
         self.reranker = reranker
         self.scorer = scorer if scorer is not None else (ChunkedScorer(reranker) if reranker else None)
+        self.score_cache = score_cache
         self.config = config or PipelineConfig(dense=dense is not None)
         self._dense_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dense")
         self.check(self.config)
@@ -269,16 +273,29 @@ class SearchPipeline:
         budget = config.rerank_budget_ms
         started = time.monotonic()
         deadline = started + budget / 1000.0 if budget is not None else None
+        cached = self._cached(query, head)
+        missing = [hit for hit, score in zip(head, cached, strict=True) if score is None]
         try:
-            prefix = self.scorer.score_prefix([(query, documents[hit.id].body) for hit in head], deadline)
+            prefix = self.scorer.score_prefix([(query, documents[hit.id].body) for hit in missing], deadline)
         except Overloaded:
             raise
         except Exception:  # noqa: BLE001 - any scorer failure degrades this answer, never fails it
             log.exception("rerank failed for query %r: serving the fused order", query[:80])
             prefix = ScoredPrefix(scores=np.zeros(0, dtype=np.float32), cut=FAILURE)
-        scored = head[: len(prefix.scores)]
+        fresh = {hit.id: float(s) for hit, s in zip(missing, prefix.scores, strict=False)}
+        if self.score_cache is not None and fresh:
+            self.score_cache.put_many(query, fresh)
+        # The scored hits stay a prefix of the fused order: a cached score past the first hit the
+        # budget left unscored is not used, so unscored hits always sit below scored ones.
+        scores = []
+        for hit, score in zip(head, cached, strict=True):
+            score = score if score is not None else fresh.get(hit.id)
+            if score is None:
+                break
+            scores.append(score)
+        scored = head[: len(scores)]
         rescored = order_reranked(
-            [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(scored, prefix.scores, strict=True)],
+            [hit.with_stage(RERANK_STAGE, score) for hit, score in zip(scored, scores, strict=True)],
             config.rerank_weight,
         )
         scored_ids = {hit.id for hit in scored}
@@ -286,11 +303,17 @@ class SearchPipeline:
         coverage = RerankCoverage(
             requested=len(head),
             scored=len(scored),
+            cached=sum(score is not None for score in cached[: len(scored)]),
             budget_ms=budget,
             spent_ms=(time.monotonic() - started) * 1000.0,
             reasons=(prefix.cut,) if prefix.cut else (),
         )
         return ordered, coverage
+
+    def _cached(self, query: str, head: list[Hit]) -> list[float | None]:
+        if self.score_cache is None:
+            return [None] * len(head)
+        return self.score_cache.get_many(query, [hit.id for hit in head])
 
     def close(self) -> None:
         self._dense_pool.shutdown(wait=False)

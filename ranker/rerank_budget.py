@@ -44,11 +44,13 @@ class RerankCoverage:
     budget_ms: float | None
     spent_ms: float
     reasons: tuple[str, ...] = ()
+    cached: int = 0  # of the scored, how many came from the score cache
 
     def to_dict(self) -> dict:
         return {
             "requested": self.requested,
             "scored": self.scored,
+            "cached": self.cached,
             "budget_ms": self.budget_ms,
             "spent_ms": round(self.spent_ms, 3),
         }

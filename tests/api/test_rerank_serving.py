@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from bertsearch.api.app import create_app
 from bertsearch.api.scoring_worker import ScoringWorker, WorkerSettings
+from bertsearch.api.serving import switch_version
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.rerank_budget import Overloaded
@@ -52,6 +53,7 @@ def client(index_dir, tiny_cross_encoder_dir, tmp_path):
     settings = ServiceSettings(
         index_dir=index_dir, reranker=str(reranker), api_key=KEY, reload_seconds=0,
         feedback_db=tmp_path / "feedback.sqlite3",
+        rerank_cache_entries=0,  # these tests time the scoring: no pair may come from the cache
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:
         yield client
@@ -231,3 +233,27 @@ def test_a_cut_job_waiting_behind_others_is_cut_for_the_queue(tiny_cross_encoder
 def test_undecodable_bytes_in_a_document_id_get_4xx(client):
     assert client.get("/documents/%ED%A0%80").status_code in (404, 422)
     assert client.get("/documents/%FF").status_code in (404, 422)
+
+
+def test_a_repeated_query_reuses_its_scores_and_a_new_index_version_forgets_them(
+    index_dir, tiny_cross_encoder_dir, tmp_path
+):
+    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
+    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
+    settings = ServiceSettings(index_dir=index_dir, reranker=str(reranker), reload_seconds=0,
+                               feedback_log="off", rerank_cache_entries=100)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/search", json=QUERY).json()
+        again = client.post("/search", json=QUERY).json()
+        assert first["rerank"]["cached"] == 0 and first["rerank"]["scored"] == 8
+        assert again["rerank"]["cached"] == again["rerank"]["scored"] == 8
+        served = [(h["id"], h["score"]) for h in first["hits"]]
+        assert [(h["id"], h["score"]) for h in again["hits"]] == served
+        metrics = client.get("/metrics").text
+        assert "bertsearch_rerank_pairs_cached_total 8.0" in metrics
+        assert "bertsearch_rerank_pairs_scored_total 16.0" in metrics
+        other = client.post("/search", json={**QUERY, "query": QUERY["query"] + " please"}).json()
+        assert other["rerank"]["cached"] == 0  # the key is the query text, as typed
+        state = client.app.state.serving
+        client.app.state.serving = switch_version(state, state.snapshot)  # as a new index version does
+        assert client.post("/search", json=QUERY).json()["rerank"]["cached"] == 0

@@ -186,3 +186,48 @@ def test_scores_never_increase_down_a_reranked_list(index_dir, tiny_cross_encode
             assert gaps == pytest.approx(fused, abs=1e-9)
     finally:
         pipe.close()
+
+
+class PrefixScorer:
+    """Scores only the first ``allow`` pairs it is given (as a budget cut would), and counts them."""
+
+    def __init__(self, encoder: CrossEncoder, allow: int) -> None:
+        self.encoder, self.allow, self.pairs = encoder, allow, 0
+
+    def admit(self) -> None:
+        pass
+
+    def score_prefix(self, pairs, deadline):
+        from bertsearch.ranker.rerank_budget import BUDGET, ScoredPrefix
+
+        self.pairs += min(len(pairs), self.allow)
+        cut = BUDGET if len(pairs) > self.allow else None
+        return ScoredPrefix(self.encoder.score_pairs(pairs[: self.allow]), cut)
+
+
+def test_cached_scores_are_reused_and_the_scored_hits_stay_a_fused_prefix(index_dir, tiny_cross_encoder_dir):
+    from bertsearch.ranker.score_cache import ScoreCache
+
+    pipe = open_pipeline(index_dir, reranker=tiny_cross_encoder_dir, config=PipelineConfig(rerank_top_n=8))
+    fused = [h.id for h in pipe.search("language", top_k=8, config=PipelineConfig(rerank=False)).hits]
+    pipe.scorer = PrefixScorer(pipe.reranker, allow=3)
+    pipe.score_cache = ScoreCache(max_entries=100)
+    pipe.score_cache.put_many("language", {fused[5]: 99.0})  # cached, but below what a cut leaves unscored
+    first = pipe.search("language", top_k=8)
+    assert first.rerank.scored == 3 and first.rerank.cached == 0  # fused[5]'s score waits for 3 and 4
+    second = pipe.search("language", top_k=8)  # 0-2 cached, 3, 4, 6 newly scored: the prefix reaches 0-6
+    pipe.close()
+    assert second.rerank.scored == 7 and second.rerank.cached == 4 and pipe.scorer.pairs == 6
+    assert {h.id for h in second.hits if "rerank" in h.scores} == set(fused[:7])
+    assert second.hits[0].id == fused[5] and second.hits[0].scores["rerank"] == 99.0
+
+
+def test_the_score_cache_keeps_the_most_recent_entries():
+    from bertsearch.ranker.score_cache import ScoreCache
+
+    cache = ScoreCache(max_entries=2)
+    cache.put_many("q", {"a": 1.0, "b": 2.0})
+    assert cache.get_many("q", ["a"]) == [1.0]  # "a" is now the most recent
+    cache.put_many("q", {"c": 3.0})
+    assert cache.get_many("q", ["a", "b", "c"]) == [1.0, None, 3.0] and len(cache) == 2
+    assert (cache.hits, cache.lookups) == (3, 4)
