@@ -45,8 +45,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="with --from-feedback: only sessions from this time on (ISO 8601)")
     p.add_argument("--feedback-days", type=float, default=None,
                    help="with --from-feedback: only the sessions of the last N days (a nightly job's window)")
-    p.add_argument("--min-clicks", type=int, default=1,
-                   help="with --from-feedback: clicks a document needs to be a positive (default 1)")
+    p.add_argument("--min-clicks", type=int, default=2,
+                   help="with --from-feedback: clicks a document needs to be a positive (default 2)")
     p.add_argument("--min-click-rate", type=float, default=0.5,
                    help="with --from-feedback: clicks per examination (sessions where it sat at or above "
                    "the last click) a positive needs (default 0.5)")

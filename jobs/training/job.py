@@ -168,7 +168,7 @@ def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
     if not judged.queries:
         raise ValueError(
             f"{source.log}: no logged session has a click that makes a positive "
-            f"({judged.summary()}); collect clicks with POST /events first"
+            f"({judged.summary()}); collect more clicks with POST /events, or lower --min-clicks"
         )
     return judged.queries, {
         "mode": "feedback", "log": str(source.log), "click_rule": asdict(source.rule),

@@ -39,7 +39,7 @@ class Session:
 class ClickRule:
     """When clicks make a positive: ``min_clicks`` clicks at an examined click rate ≥ ``min_rate``."""
 
-    min_clicks: int = 1
+    min_clicks: int = 2  # one click is too often noise (docs/feedback.md measures it)
     min_rate: float = 0.5
 
     def __post_init__(self) -> None:

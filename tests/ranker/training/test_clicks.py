@@ -28,7 +28,7 @@ def test_a_document_clicked_whenever_it_was_examined_is_a_positive_wherever_it_s
 
 def test_below_the_rate_a_clicked_document_is_neither_positive_nor_negative():
     sessions = [session(1, {"b"}), session(2, {"c"}), session(3, {"c"}), session(4, {"c"})]
-    (query,) = judgments_from_clicks(sessions, ClickRule(min_rate=0.5)).queries
+    (query,) = judgments_from_clicks(sessions, ClickRule(min_clicks=1, min_rate=0.5)).queries
     assert [p.doc_id for p in query.positives] == ["c"]  # 3 of 4 examinations
     assert query.excluded == frozenset({"b"})  # 1 of 4: not sure enough to be either
 
@@ -41,7 +41,7 @@ def test_min_clicks_drops_single_noise_clicks():
 
 def test_sessions_without_clicks_are_counted_and_teach_nothing():
     sessions = [session(1, set()), session(2, set(), query="other"), session(3, {"zz"}), session(4, {"a"})]
-    judged = judgments_from_clicks(sessions)
+    judged = judgments_from_clicks(sessions, ClickRule(min_clicks=1))
     summary = judged.summary()
     assert summary["sessions"] == 4 and summary["sessions_without_click"] == 3
     assert summary["clicks_not_shown"] == 1  # "zz" was never served in that ranking
@@ -49,7 +49,8 @@ def test_sessions_without_clicks_are_counted_and_teach_nothing():
 
 
 def test_sessions_of_one_query_text_pool_across_case_and_spacing():
-    judged = judgments_from_clicks([session(1, {"a"}), session(2, {"b"}, query="  Cheap   FLIGHTS ")])
+    sessions = [session(1, {"a"}), session(2, {"b"}, query="  Cheap   FLIGHTS ")]
+    judged = judgments_from_clicks(sessions, ClickRule(min_clicks=1))
     (query,) = judged.queries
     assert query.id == "s1" and {p.doc_id for p in query.positives} == {"a", "b"}
 
