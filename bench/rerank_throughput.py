@@ -37,6 +37,54 @@ def timed(score, pairs, repeats: int) -> tuple[np.ndarray, float]:
     return scores, len(pairs) / best
 
 
+def onnx_scorers(model_dir: Path, max_length: int, folder: Path) -> dict:
+    """ONNX Runtime scorers of the same weights, fp32 and dynamically quantized int8 (measured
+    here to decide whether a backend is worth shipping; bertsearch does not ship one)."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from bertsearch.indexer.batching import token_bounded_batches
+
+    encoder = CrossEncoder(model_dir, precision="fp32", max_length=max_length).load()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = encoder.tokenizer(["q", "q"], ["a passage", "a long passage"], padding=True, return_tensors="pt")
+    fp32, int8 = folder / "reranker.onnx", folder / "reranker-int8.onnx"
+    torch.onnx.export(Logits(encoder.model), tuple(sample[n] for n in names), str(fp32), input_names=names,
+                      output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "logits": {0: "batch"}})
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+
+    def scorer(path: Path):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def score(pairs):
+            encoded = encoder._tokenize(pairs)
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            out = np.zeros(len(pairs), dtype=np.float32)
+            for batch in token_bounded_batches(lengths, encoder.batch_size, encoder.max_batch_tokens):
+                features = encoder.tokenizer.pad({k: [v[i] for i in batch] for k, v in encoded.items()},
+                                                 return_tensors="np")
+                out[batch] = session.run(None, {n: features[n].astype(np.int64) for n in names})[0][:, 0]
+            return out
+
+        return score
+
+    return {f"onnxruntime fp32, {max_length} tokens": scorer(fp32),
+            f"onnxruntime int8 (dynamic), {max_length} tokens": scorer(int8)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +98,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="128,192,256")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (onnxruntime)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -78,6 +127,10 @@ def main() -> None:
         scorers[f"bertsearch bf16, {length} tokens"] = (
             CrossEncoder(args.reranker, precision="bf16", max_length=length).load().score_pairs
         )
+    if args.onnx:
+        import tempfile
+
+        scorers.update(onnx_scorers(args.reranker, reference_length, Path(tempfile.mkdtemp())))
     rows, reference = [], None
     for name, score in scorers.items():
         scores, per_second = timed(score, pairs, args.repeats)
