@@ -251,6 +251,7 @@ def _stage(state: ServingState) -> str:
 
 def _add_routes(app: FastAPI) -> None:
     _add_search_routes(app)
+    _add_explain_route(app)
     _add_index_routes(app)
     add_console_routes(app)
 
@@ -287,27 +288,6 @@ def _add_search_routes(app: FastAPI) -> None:
         answer["query_id"] = _log_answer(request.app.state.feedback, body.query, answer, state)
         return answer
 
-    @app.post("/explain")
-    def explain_hit(body: ExplainRequest, state: Serving, request: Request,
-                    x_api_key: Annotated[str | None, Header()] = None) -> dict:  # fmt: skip
-        """Why ``id`` ranks where it does for ``query``: each stage's score and rank, the matched
-        terms with their BM25 contributions, and the reranker's word attributions."""
-        pipeline = state.pipeline
-        overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
-        _check_limits(overrides, state.settings, x_api_key)
-        try:
-            config = pipeline.config.with_overrides(**overrides)
-            pipeline.check(config)
-        except ValueError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
-        try:
-            answer = explain(pipeline, body.query, body.id, config, steps=body.steps)
-        except NotIndexedError as err:
-            raise HTTPException(status_code=404, detail=str(err)) from None
-        answer["index_version"] = state.version
-        answer["reranker"] = state.reranker_id
-        return answer
-
     @app.post("/events", response_model=EventsResponse)
     def post_events(body: EventsRequest, request: Request) -> dict:
         """User events (impression, click, dwell, ...) on the hits of logged answers; all or none."""
@@ -334,6 +314,29 @@ def _add_search_routes(app: FastAPI) -> None:
         if state is not None:
             _describe(request.app.state.metrics, state)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_explain_route(app: FastAPI) -> None:
+    @app.post("/explain")
+    def explain_hit(body: ExplainRequest, state: Serving, request: Request,
+                    x_api_key: Annotated[str | None, Header()] = None) -> dict:  # fmt: skip
+        """Why ``id`` ranks where it does for ``query``: each stage's score and rank, the matched
+        terms with their BM25 contributions, and the reranker's word attributions."""
+        pipeline = state.pipeline
+        overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
+        _check_limits(overrides, state.settings, x_api_key)
+        try:
+            config = pipeline.config.with_overrides(**overrides)
+            pipeline.check(config)
+        except ValueError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+        try:
+            answer = explain(pipeline, body.query, body.id, config, steps=body.steps)
+        except NotIndexedError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        answer["index_version"] = state.version
+        answer["reranker"] = state.reranker_id
+        return answer
 
 
 def _add_index_routes(app: FastAPI) -> None:

@@ -34,6 +34,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch.helpers import streaming_bulk
 
 from bertsearch.indexer.documents import Document, Hit
+from bertsearch.indexer.elastic_explain import term_weights
 from bertsearch.indexer.lexical import LEXICAL_STAGE, IndexingFailure, TermMatch
 
 URL_ENV = "BERTSEARCH_ES_URL"
@@ -376,7 +377,7 @@ class ElasticsearchIndex:
             return []
         analyzed = {"title": self._analyzed(stored.title), "text": self._analyzed(stored.text)}
         matches = []
-        for field, term, score in _weights(response["explanation"]):
+        for field, term, score in term_weights(response["explanation"]):
             fields = tuple(name for name, terms in analyzed.items() if term in terms)
             matches.append(TermMatch(term, score, field, fields))
         return sorted(matches, key=lambda m: -m.score)
@@ -439,17 +440,3 @@ class ElasticsearchIndex:
 
     def __repr__(self) -> str:
         return f"ElasticsearchIndex({self.url!r}, {self.index!r}, fields={self.fields})"
-
-
-_WEIGHT = re.compile(r"^weight\((\w+):(\S+?) in \d+\)")
-
-
-def _weights(explanation: dict) -> Iterator[tuple[str, str, float]]:
-    """(field, term, score) of each term weight node of an Elasticsearch score explanation."""
-    found = _WEIGHT.match(str(explanation.get("description", "")))
-    if found:
-        yield found.group(1), found.group(2), float(explanation["value"])
-        return
-    for detail in explanation.get("details", []):
-        yield from _weights(detail)
-

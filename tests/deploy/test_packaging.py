@@ -55,7 +55,8 @@ def test_the_wheel_installs_one_bertsearch_namespace_and_nothing_at_the_top(tmp_
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"bertsearch"}
     for module in ("bertsearch/__init__.py", "bertsearch/api/app.py", "bertsearch/jobs/cli/__init__.py",
-                   "bertsearch/ranker/model_dir.py", "bertsearch/indexer/atomic.py"):  # fmt: skip
+                   "bertsearch/ranker/model_dir.py", "bertsearch/indexer/atomic.py",
+                   "bertsearch/api/static/index.html", "bertsearch/api/static/console.js"):  # fmt: skip
         assert module in names
     assert not any(name.startswith(("bertsearch/tests/", "bertsearch/bench/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
