@@ -18,10 +18,10 @@ from bertsearch.ranker.training.pseudo_queries import METHODS as PSEUDO_METHODS
 
 def register(sub: argparse._SubParsersAction) -> None:
     _add_train(sub)
+    _add_distill(sub)
     _add_average(sub)
 
 
-# Long: one add_argument per flag, in the order --help prints them.
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -29,6 +29,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Mine hard negatives from the index's hybrid candidates, fine-tune the cross-encoder "
         "with Ray Train workers, evaluate a dev split each epoch and write the best epoch to --out.",
     )
+    _training_arguments(p)
+    p.set_defaults(run=train)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train a smaller reranker to match a teacher's scores (K of its layers), on Ray Train",
+        description="Mine training groups as `train` does (judged queries, or --pseudo-queries: no "
+        "judgments needed), score them with the teacher, and train a student made of --layers of "
+        "the teacher's layers on the teacher's margins (Margin-MSE) or listwise distribution (KL).",
+    )
+    p.add_argument("teacher", type=Path, help="the teacher: a trained reranker folder")
+    _training_arguments(p)
+    p.add_argument("--layers", type=int, default=None,
+                   help="teacher layers the student keeps, evenly spaced (default: --base-model as it is)")
+    p.set_defaults(run=train, loss="margin-mse")
+
+
+# Long: one add_argument per flag, in the order --help prints them.
+def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", type=Path, nargs="?", default=None,
                    help="BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv); with --from-feedback, "
                    "only for --dev-split")
@@ -79,7 +100,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="learning rate of the fresh relevance head (default: --lr)")
     g.add_argument("--warmup-ratio", type=float, default=0.1)
     g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--loss", choices=("listwise", "bce"), default="listwise")
+    g.add_argument("--loss", choices=("listwise", "bce", "margin-mse", "distill-kl"), default="listwise",
+                   help="listwise or bce (train), margin-mse or distill-kl (distill)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     g.add_argument("--seed", type=int, default=13)
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
@@ -101,7 +123,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rerank-top-n", type=int, default=None,
                    help="without --dev-split: the fused candidates serving reranks (default 50). "
                    "With one, --dev-rerank-top-n is that depth")
-    p.set_defaults(run=train)
 
 
 def _add_average(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +157,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_job(args: argparse.Namespace):
+    from bertsearch.jobs.training.distill import Distillation
     from bertsearch.jobs.training.job import RayScaling, TrainJob
     from bertsearch.ranker.training.examples import MiningConfig
     from bertsearch.ranker.training.loop import TrainConfig
@@ -158,6 +180,7 @@ def _train_job(args: argparse.Namespace):
         dev_split=args.dev_split,
         pseudo=pseudo,
         feedback=feedback,
+        distillation=Distillation(args.teacher, args.layers) if getattr(args, "teacher", None) else None,
         work_dir=args.work_dir,
         fresh=args.fresh,
         mining=MiningConfig(

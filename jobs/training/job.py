@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.jobs.evaluation.config import check_choice_split
 from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.jobs.training.dev import evaluate_dev
+from bertsearch.jobs.training.distill import Distillation, prepare_student, with_teacher_scores
 from bertsearch.jobs.training.feedback import read_sessions
 from bertsearch.jobs.training.groups import GROUPS_FILE, load_groups, save_groups, settings_key
 from bertsearch.jobs.training.ray_fit import RayScaling, TrainOutcome, fit
@@ -42,6 +43,7 @@ from bertsearch.ranker.training.examples import (
     queries_from_qrels,
 )
 from bertsearch.ranker.training.loop import TrainConfig
+from bertsearch.ranker.training.losses import DISTILL_LOSSES
 from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig, pseudo_queries
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class TrainJob:
     dev_split: str | None = None
     pseudo: PseudoQueryConfig | None = None
     feedback: FeedbackSource | None = None
+    distillation: Distillation | None = None
     work_dir: Path | None = None
     fresh: bool = False  # clear work_dir first: start over instead of resuming
     mining: MiningConfig = field(default_factory=MiningConfig)
@@ -94,6 +97,9 @@ class TrainJob:
     allow_test_split: bool = False
 
     def __post_init__(self) -> None:
+        if (self.distillation is not None) != (self.train.loss in DISTILL_LOSSES):
+            raise ValueError("distillation trains with a distillation loss (margin-mse or distill-kl), "
+                             "and those losses need a teacher")  # fmt: skip
         if self.feedback is not None and self.pseudo is not None:
             raise ValueError("--from-feedback and --pseudo-queries are two sources of training queries")
         if self.dataset is None and (self.feedback is None or self.dev_split is not None):
@@ -190,6 +196,12 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     else:
         snapshot, _ = ensure_index(dataset, job.index_dir, progress=progress)
     queries, source = training_queries(job, dataset)
+    train_config, distilled = job.train, {}
+    if job.distillation is not None:
+        student, kept = prepare_student(job.distillation, work_dir)
+        train_config = replace(train_config, base_model=student or train_config.base_model)
+        distilled = {**job.distillation.describe(), "layers_kept": kept}
+        source = {**source, "distillation": distilled}
     data_info = {
         "dataset": str(dataset.root.resolve()) if dataset is not None else None,
         "index_version": snapshot.manifest.version,
@@ -207,7 +219,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     )
     return fit(
         groups,
-        job.train,
+        train_config,
         job.scaling,
         out=job.out,
         work_dir=work_dir,
@@ -238,6 +250,8 @@ def _groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], work_di
         report = mine_groups(pipeline, queries, job.mining)
     finally:
         pipeline.close()
+    if job.distillation is not None:  # scored once and kept with the groups: a resumed run reuses them
+        report.groups, _ = with_teacher_scores(report.groups, job.distillation.teacher, job.train.max_length)
     seconds = time.perf_counter() - started
     log.info("mined %d groups from %d queries in %.1f s (%d skipped, %d padded)", len(report.groups),
              report.queries, seconds, len(report.skipped), report.padded_groups)

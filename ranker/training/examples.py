@@ -60,10 +60,13 @@ class TrainingGroup:
     query: str
     doc_ids: tuple[str, ...]
     passages: tuple[str, ...]
+    teacher_scores: tuple[float, ...] | None = None  # a teacher's scores of the passages (distillation)
 
     def __post_init__(self) -> None:
         if len(self.doc_ids) != len(self.passages) or len(self.doc_ids) < 2:
             raise ValueError("a group needs one positive, at least one negative and one id per passage")
+        if self.teacher_scores is not None and len(self.teacher_scores) != len(self.passages):
+            raise ValueError("a group's teacher scores need one score per passage")
 
     @property
     def size(self) -> int:
@@ -79,6 +82,7 @@ class TrainingGroup:
             query=str(record["query"]),
             doc_ids=tuple(record["doc_ids"]),
             passages=tuple(record["passages"]),
+            teacher_scores=tuple(record["teacher_scores"]) if record.get("teacher_scores") else None,
         )
 
 

@@ -28,7 +28,7 @@ import torch
 from bertsearch.indexer.models import Precision, autocast
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.training.examples import TrainingGroup
-from bertsearch.ranker.training.losses import LOSSES, LossName, get_loss
+from bertsearch.ranker.training.losses import DISTILL_LOSSES, LossName, get_loss
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "trainer_state.pt"
@@ -80,8 +80,7 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0 or self.max_grad_norm <= 0:
             raise ValueError("weight_decay must be >= 0 and max_grad_norm > 0")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        get_loss(self.loss)  # an unknown name is refused with the known ones
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -189,7 +188,11 @@ def run_epoch(
             with sync:
                 with autocast(shard.device, encoder.bf16):
                     scores = encoder.logits(_pairs(batch)).view(len(batch), group_size)
-                loss = loss_fn(scores)
+                if config.loss in DISTILL_LOSSES:  # the teacher's scores of the same pairs
+                    teacher = torch.tensor([g.teacher_scores for g in batch], device=scores.device)
+                    loss = loss_fn(scores, teacher)
+                else:
+                    loss = loss_fn(scores)
                 (loss / config.grad_accum).backward()
             loss_sum += float(loss.detach())
             loss_count += 1

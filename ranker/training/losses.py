@@ -1,4 +1,8 @@
-"""Losses over groups of cross-encoder scores, shape (groups, 1 + negatives), positive in column 0."""
+"""Losses over groups of cross-encoder scores, shape (groups, 1 + negatives), positive in column 0.
+
+The distillation losses also take the teacher's scores of the same pairs (same shape): the
+student learns the teacher's judgement of every candidate, not only which one is the positive.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-LossName = Literal["listwise", "bce"]
+LossName = Literal["listwise", "bce", "margin-mse", "distill-kl"]
 
 
 def listwise_softmax_ce(scores: torch.Tensor) -> torch.Tensor:
@@ -31,15 +35,39 @@ def pointwise_bce(scores: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(scores.float(), labels)
 
 
+def margin_mse(scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Margin-MSE (Hofstätter et al., 2020): the student's margin between the positive and each
+    negative should equal the teacher's."""
+    _check(scores)
+    student_margin = scores[:, :1].float() - scores[:, 1:].float()
+    teacher_margin = teacher[:, :1].float() - teacher[:, 1:].float()
+    return F.mse_loss(student_margin, teacher_margin)
+
+
+def distill_kl(scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Listwise KL divergence of the student's softmax over a group from the teacher's."""
+    _check(scores)
+    return F.kl_div(F.log_softmax(scores.float(), dim=1), F.log_softmax(teacher.float(), dim=1),
+                    log_target=True, reduction="batchmean")  # fmt: skip
+
+
 LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "listwise": listwise_softmax_ce,
     "bce": pointwise_bce,
 }
+DISTILL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "margin-mse": margin_mse,
+    "distill-kl": distill_kl,
+}
 
 
-def get_loss(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """The loss called ``name``: ``loss(scores)``, or ``loss(scores, teacher)`` for the ones of
+    ``DISTILL_LOSSES``."""
+    if name in DISTILL_LOSSES:
+        return DISTILL_LOSSES[name]
     if name not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {name!r}")
+        raise ValueError(f"loss must be one of {', '.join([*LOSSES, *DISTILL_LOSSES])}, not {name!r}")
     return LOSSES[name]
 
 

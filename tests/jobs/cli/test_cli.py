@@ -10,7 +10,8 @@ pytestmark = pytest.mark.unit
 
 COMMANDS = {
     "index", "search", "serve", "eval", "tune-rerank-weight", "transfer-rerank-weight", "sample-corpus",
-    "split", "pseudo-dev", "train", "average-epochs", "reranker", "schedule", "schedule-status", "explain",
+    "split", "pseudo-dev", "train", "distill", "average-epochs", "reranker", "schedule", "schedule-status",
+    "explain",
     "feedback-export",
 }  # fmt: skip
 
