@@ -63,12 +63,7 @@ def test_clicks_logged_over_http_train_a_reranker_that_the_service_takes_up(
     assert len(sessions) == 24 and all(len(s.shown) == 8 for s in sessions)
     out = tmp_path / "from-clicks"
     log, index = str(settings.feedback_path), str(settings.index_dir)
-    code = main([
-        "train", "--from-feedback", log, "--index-dir", index, "--out", str(out), "--base-model",
-        str(tiny_bert_dir), "--workers", "2", "--cpus-per-worker", "1", "--epochs", "1", "--mine-depth", "8",
-        "--negatives", "3", "--max-length", "64", "--min-clicks", "2", "--rerank-weight", "0.5",
-        "--rerank-top-n", "8",
-    ])  # fmt: skip
+    code = main([*train_args(log, index, out, tiny_bert_dir), "--rerank-weight", "0.5"])
     assert code == 0
     meta = json.loads((out / "metadata.json").read_text())
     source = meta["data"]["source"]
@@ -95,6 +90,26 @@ def test_clicks_logged_over_http_train_a_reranker_that_the_service_takes_up(
     assert ready["reranker_version"] == served and ready["stage"] == "reranking"
     answer = httpx.post(f"{url}/search", json={"query": "loyal dogs", "top_k": 3}).json()
     assert answer["rerank"]["scored"] == 8 and "rerank" in answer["hits"][0]["scores"]
+
+    # the same clicks, each moved to a random shown hit: what they teach is noise, and the gate,
+    # comparing with what is served now, refuses it (exit status 1) and keeps serving the version
+    shuffled = tmp_path / "from-shuffled-clicks"
+    noise = [*train_args(log, index, shuffled, tiny_bert_dir), "--shuffle-clicks", "--rerank-weight", "1"]
+    assert main(noise) == 0
+    assert json.loads((shuffled / "metadata.json").read_text())["data"]["source"]["shuffled_clicks"] is True
+    assert main(["reranker", "promote", str(shuffled), "--registry", str(registry), *gate[:-1]]) == 1
+    versions = RerankerRegistry(registry).versions()
+    refused = [v for v in versions if v.name != served]
+    assert len(refused) == 1 and refused[0].gate["accepted"] is False
+    assert RerankerRegistry(registry).current_name() == served
+
+
+def train_args(log: str, index: str, out: Path, base: Path) -> list[str]:
+    return [
+        "train", "--from-feedback", log, "--index-dir", index, "--out", str(out), "--base-model", str(base),
+        "--workers", "2", "--cpus-per-worker", "1", "--epochs", "1", "--mine-depth", "8", "--negatives", "3",
+        "--max-length", "64", "--min-clicks", "2", "--rerank-top-n", "8",
+    ]  # fmt: skip
 
 
 @pytest.mark.unit
