@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -33,9 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_gate_flags(q: argparse.ArgumentParser) -> None:
     q.add_argument("candidate", help="a version name of the registry, or a model folder (added first)")
-    q.add_argument("--dataset", type=Path, required=True, help="BEIR folder with the judged split to gate on")
+    q.add_argument("--dataset", type=Path, default=None, help="BEIR folder with the judged split to gate on")
+    q.add_argument("--feedback", type=Path, default=None, metavar="LOG",
+                   help="instead of --dataset: gate on the clicks of held-out logged sessions (the served "
+                   "index's feedback log; pair it with `train --holdout-days N`)")
+    q.add_argument("--feedback-days", type=float, default=None,
+                   help="with --feedback: the sessions of the last N days (default: all)")
     q.add_argument("--split", default="dev", help="judged split (default dev; never the reported test split)")
-    q.add_argument("--index-dir", type=Path, required=True, help="index of the dataset's corpus")
+    q.add_argument("--index-dir", type=Path, required=True,
+                   help="index of the dataset's corpus (its own folder, never the served one); with "
+                   "--feedback, the served index the clicks were made on")
     q.add_argument("--metric", default="ndcg@10")
     q.add_argument("--margin", type=float, default=0.0,
                    help="how much better than the served ranking the candidate must be (default 0: better)")
@@ -78,8 +86,10 @@ def _run(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace, registry) -> int:
     from bertsearch.jobs.evaluation.gate import GateConfig, promote
 
+    since = datetime.now(UTC) - timedelta(days=args.feedback_days) if args.feedback_days else None
     config = GateConfig(
         dataset=args.dataset, index_dir=args.index_dir, split=args.split, metric=args.metric,
+        feedback=args.feedback, feedback_since=since,
         margin=args.margin, max_p=args.max_p, stat_test=args.stat_test,
         allow_test_split=args.allow_test_split,
     )  # fmt: skip

@@ -66,6 +66,9 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --from-feedback: only sessions from this time on (ISO 8601)")
     p.add_argument("--feedback-days", type=float, default=None,
                    help="with --from-feedback: only the sessions of the last N days (a nightly job's window)")
+    p.add_argument("--holdout-days", type=float, default=None,
+                   help="with --from-feedback: leave out the sessions of the last N days (the gate's "
+                   "`--feedback-days N` judges the candidate on them)")
     p.add_argument("--min-clicks", type=int, default=2,
                    help="with --from-feedback: clicks a document needs to be a positive (default 2)")
     p.add_argument("--min-click-rate", type=float, default=0.5,
@@ -228,13 +231,19 @@ def _feedback_source(args: argparse.Namespace):
         if since is not None or args.feedback_days <= 0:
             raise ValueError("give --feedback-days as a positive number of days, not with --feedback-since")
         since = datetime.now(UTC) - timedelta(days=args.feedback_days)
-    if (since or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
+    until = None
+    if args.holdout_days is not None:
+        if args.holdout_days <= 0:
+            raise ValueError("give --holdout-days as a positive number of days")
+        until = datetime.now(UTC) - timedelta(days=args.holdout_days)
+        since = since if args.feedback_days is None else until - timedelta(days=args.feedback_days)
+    if (since or until or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
         raise ValueError(
-            "--feedback-since/--feedback-days, --min-clicks, --min-click-rate and --shuffle-clicks need "
-            "--from-feedback"
+            "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate and "
+            "--shuffle-clicks need --from-feedback"
         )
     return (
-        FeedbackSource(args.from_feedback, since, rule, args.shuffle_clicks)
+        FeedbackSource(args.from_feedback, since, until, rule, args.shuffle_clicks)
         if args.from_feedback is not None
         else None
     )

@@ -1,8 +1,10 @@
 """The promotion gate: may a candidate reranker replace what is served?
 
 The candidate, at the operating point its model folder records (the one serving would use),
-is evaluated with the ``bertsearch eval`` code on a judged split against what the registry
-serves now (``hybrid`` when it serves nothing), and the two are compared query by query with
+is evaluated with the ``bertsearch eval`` code against what the registry serves now (``hybrid``
+when it serves nothing) on a judged split, or, where there are no judgments, on held-out logged
+sessions (``feedback``: the clicks of sessions from ``feedback_since`` on, judged by the rule of
+``ranker.training.clicks``, over the served index), and the two are compared query by query with
 the eval's paired test. The candidate is refused when it is significantly worse, or when its
 mean is not above the incumbent's by at least ``margin``. The decision, both evaluations'
 means and the per-query wins/ties/losses are the report written into the version.
@@ -18,10 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from bertsearch.jobs.datasets.beir import JudgedQueries
+from bertsearch.jobs.datasets.feedback import read_sessions
 from bertsearch.jobs.evaluation.config import METRICS, EvalConfig, check_choice_split
-from bertsearch.jobs.evaluation.runner import run_evaluation
-from bertsearch.jobs.evaluation.scoring import paired_p_value
+from bertsearch.jobs.evaluation.runner import retrieve, run_evaluation
+from bertsearch.jobs.evaluation.scoring import paired_p_value, per_query_scores, ranx_run
+from bertsearch.ranker.factory import open_pipeline
+from bertsearch.ranker.pipeline import PipelineConfig
 from bertsearch.ranker.registry import RegistryError, RerankerRegistry, RerankerVersion
+from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +38,12 @@ class GateConfig:
     """Where and how strictly a candidate is judged. ``split`` must not be the reported one
     (``test``) unless ``allow_test_split``: a gate is a choice, and choices are made on dev."""
 
-    dataset: Path
+    dataset: Path | None
     index_dir: Path
     split: str = "dev"
+    feedback: Path | None = None
+    feedback_since: datetime | None = None
+    min_clicks: int = 2
     metric: str = "ndcg@10"
     margin: float = 0.0
     max_p: float = 0.05
@@ -42,6 +52,8 @@ class GateConfig:
     allow_test_split: bool = False
 
     def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.feedback is None):
+            raise ValueError("gate on a judged --dataset or on held-out logged sessions (--feedback LOG)")
         check_choice_split(self.split, self.allow_test_split, what="the gate's --split")
         if self.metric not in METRICS:
             raise ValueError(f"the gate's metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
@@ -95,6 +107,8 @@ def _per_query(reranker: Path | None, config: GateConfig, out: Path) -> dict[str
     """Per-query ``config.metric`` of hybrid reranked by ``reranker`` at its own operating point
     (hybrid alone when None), from a ``bertsearch eval`` run whose report lands in ``out``."""
     name = "hybrid+rerank" if reranker is not None else "hybrid"
+    if config.feedback is not None:
+        return _per_query_on_clicks(reranker, config)
     result = run_evaluation(
         EvalConfig(
             dataset=config.dataset,
@@ -129,3 +143,27 @@ def promote(registry: RerankerRegistry, candidate: str | Path, config: GateConfi
     if report["accepted"] or force:
         registry.promote(version.name, forced=report["forced"], reason=report["verdict"])
     return registry.get(version.name), report
+
+
+def _per_query_on_clicks(reranker: Path | None, config: GateConfig) -> dict[str, float]:
+    """Per-query ``config.metric`` on the click judgments of the held-out sessions, over the
+    served index as it is (the index the clicks were made on)."""
+    from ranx import Qrels
+
+    sessions = read_sessions(config.feedback, config.feedback_since)
+    judged_clicks = judgments_from_clicks(sessions, ClickRule(min_clicks=config.min_clicks))
+    if not judged_clicks.queries:
+        raise ValueError(f"{config.feedback}: no held-out session has clicks that judge a document "
+                         f"({judged_clicks.summary()}); gate on a judged --dataset instead")  # fmt: skip
+    judged = JudgedQueries(
+        split="clicks", queries={q.id: q.text for q in judged_clicks.queries},
+        qrels={q.id: {p.doc_id: 1 for p in q.positives} for q in judged_clicks.queries},
+    )  # fmt: skip
+    served = PipelineConfig(rerank=reranker is not None)
+    pipeline = open_pipeline(config.index_dir, reranker=reranker, config=served)
+    try:
+        run = retrieve(pipeline, "gate", pipeline.resolve(served), judged, depth=config.depth, progress=False)
+    finally:
+        pipeline.close()
+    qrels = Qrels(judged.qrels)
+    return per_query_scores(qrels, ranx_run(run, qrels), [config.metric])[config.metric]

@@ -26,11 +26,11 @@ from bertsearch.indexer import atomic
 from bertsearch.indexer.corpus import CorpusReader
 from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.datasets.feedback import read_sessions
 from bertsearch.jobs.evaluation.config import check_choice_split
 from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.jobs.training.dev import evaluate_dev
 from bertsearch.jobs.training.distill import Distillation, prepare_student, with_teacher_scores
-from bertsearch.jobs.training.feedback import read_sessions
 from bertsearch.jobs.training.groups import GROUPS_FILE, load_groups, save_groups, settings_key
 from bertsearch.jobs.training.ray_fit import RayScaling, TrainOutcome, fit
 from bertsearch.ranker.factory import open_pipeline
@@ -57,6 +57,7 @@ class FeedbackSource:
 
     log: Path
     since: datetime | None = None
+    until: datetime | None = None  # sessions from this time on are held out (a gate can judge on them)
     rule: ClickRule = field(default_factory=ClickRule)
     shuffle_clicks: bool = False
 
@@ -166,7 +167,7 @@ def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
 
 
 def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
-    sessions = read_sessions(source.log, source.since)
+    sessions = read_sessions(source.log, source.since, source.until)
     if source.shuffle_clicks:
         sessions = shuffled(sessions)
     judged = judgments_from_clicks(sessions, source.rule)
@@ -179,6 +180,7 @@ def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
     return judged.queries, {
         "mode": "feedback", "log": str(source.log), "click_rule": asdict(source.rule),
         "since": source.since.isoformat() if source.since else None,
+        "until": source.until.isoformat() if source.until else None,
         "shuffled_clicks": source.shuffle_clicks, **judged.summary(),
     }  # fmt: skip
 

@@ -89,3 +89,45 @@ def test_the_cli_promotes_a_better_candidate_over_the_served_one_and_rolls_back(
     assert registry.current_name() == noisy
     # the gate is a choice: the test split is refused unless asked for
     assert main(["reranker", "promote", promoted, "--registry", str(root), *gate[:-1], "test"]) == 2
+
+
+def logged_clicks(path, index, dataset) -> None:
+    """Two sessions per judged query of the toy set, each clicking every relevant hit served."""
+    from datetime import UTC, datetime
+
+    from bertsearch.api.feedback.records import Event, QueryRecord, ServedHit
+    from bertsearch.api.feedback.sqlite_log import SQLiteLog
+    from bertsearch.ranker.factory import open_pipeline
+    from bertsearch.ranker.pipeline import PipelineConfig
+
+    judged = BeirDataset(dataset).load("dev")
+    pipeline = open_pipeline(index, config=PipelineConfig(rerank=False))
+    log = SQLiteLog(path)
+    now = datetime.now(UTC)
+    for query_id, text in judged.queries.items():
+        hits = pipeline.search(text, top_k=8).hits
+        served = tuple(ServedHit(n, h.id, h.score) for n, h in enumerate(hits, 1))
+        for session in range(2):
+            qid = f"{query_id}-{session}"
+            log.log_query(QueryRecord(qid, text, now, served, "v1"))
+            log.add_events([Event(qid, "click", h.id, n, now) for n, h in enumerate(hits, 1)
+                            if judged.qrels[query_id].get(h.id, 0) > 0])  # fmt: skip
+    log.close()
+    pipeline.close()
+
+
+def test_without_judgments_the_gate_judges_on_held_out_clicks(judged, tmp_path, tiny_cross_encoder_dir):
+    dataset, index = judged
+    clicks = tmp_path / "feedback.sqlite3"
+    logged_clicks(clicks, index, dataset)
+    on_clicks = GateConfig(None, index, feedback=clicks)
+    registry = RerankerRegistry(tmp_path / "registry")
+    _, refused = promote(registry, reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0), on_clicks)
+    assert not refused["accepted"] and refused["delta"] < 0 and refused["queries"] == 6
+    noisy = registry.versions()[0].name
+    registry.promote(noisy, forced=True)
+    better = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)
+    version, accepted = promote(registry, better, on_clicks)
+    assert accepted["accepted"] and accepted["delta"] > 0 and registry.current_name() == version.name
+    with pytest.raises(ValueError, match="judged --dataset or on held-out logged sessions"):
+        GateConfig(dataset, index, feedback=clicks)

@@ -15,8 +15,8 @@ import pytest
 from bertsearch.api.app import create_app
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.datasets.feedback import read_sessions
 from bertsearch.jobs.indexing.reuse import ensure_index
-from bertsearch.jobs.training.feedback import read_sessions
 from bertsearch.ranker.registry import RerankerRegistry
 from support.datasets import QRELS, write_dataset
 from support.servers import running

@@ -19,17 +19,19 @@ from bertsearch.ranker.training.clicks import Session
 CLICK = "click"
 
 
-def read_sessions(log: Path, since: datetime | None = None) -> list[Session]:
-    """The sessions of ``log`` (a SQLite feedback file or a Parquet export folder), oldest first."""
+def read_sessions(log: Path, since: datetime | None = None, until: datetime | None = None) -> list[Session]:
+    """The sessions of ``log`` (a SQLite feedback file or a Parquet export folder) answered in
+    [``since``, ``until``), oldest first."""
     log = Path(log)
     if log.is_dir():
-        return _parquet_sessions(log, since)
+        return _parquet_sessions(log, since, until)
     if log.is_file():
         from bertsearch.api.feedback.sqlite_log import SQLiteLog
 
         store = SQLiteLog(log)
         try:
-            return sessions_of(store.queries(since), store.events(since))
+            queries = [q for q in store.queries(since) if until is None or q.timestamp < until]
+            return sessions_of(queries, store.events(since))
         finally:
             store.close()
     raise FileNotFoundError(
@@ -50,7 +52,7 @@ def sessions_of(queries: Iterable[QueryRecord], events: Iterable[Event]) -> list
     ]  # fmt: skip
 
 
-def _parquet_sessions(folder: Path, since: datetime | None) -> list[Session]:
+def _parquet_sessions(folder: Path, since: datetime | None, until: datetime | None) -> list[Session]:
     import ray.data
 
     missing = [name for name in ("queries.parquet", "events.parquet") if not (folder / name).is_file()]
@@ -61,7 +63,8 @@ def _parquet_sessions(folder: Path, since: datetime | None) -> list[Session]:
     shown: dict[str, list[tuple[int, str]]] = defaultdict(list)
     texts: dict[str, tuple[datetime, str]] = {}
     for row in ray.data.read_parquet(str(folder / "queries.parquet")).iter_rows():
-        if since is not None and row["timestamp"] < since:
+        answered = row["timestamp"]
+        if (since is not None and answered < since) or (until is not None and answered >= until):
             continue
         shown[row["query_id"]].append((row["position"], row["object_id"]))
         texts[row["query_id"]] = (row["timestamp"], row["query"])
