@@ -159,6 +159,19 @@ def _write(writer: DocumentWriter, state: ServingState, upserts: list[Document],
     }
 
 
+def _request_config(stages, state: ServingState, api_key: str | None):
+    """The served pipeline configuration with the request's stage settings; 422 (naming the
+    setting, or the limit without the API key) when they are out of bounds."""
+    overrides = stages.model_dump(exclude_none=True) if stages else {}
+    _check_limits(overrides, state.settings, api_key)
+    try:
+        config = state.pipeline.config.with_overrides(**overrides)
+        state.pipeline.check(config)
+    except ValueError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    return config
+
+
 def _check_limits(overrides: dict, settings: ServiceSettings, api_key: str | None) -> None:
     """Refuse, with a 422 that names the limit, an expensive request without the API key."""
     if api_key:
@@ -266,13 +279,7 @@ def _add_search_routes(app: FastAPI) -> None:
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> dict:
         pipeline = state.pipeline  # one pipeline for the whole request, even if a new version lands
-        overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
-        _check_limits(overrides, state.settings, x_api_key)
-        try:
-            config = pipeline.config.with_overrides(**overrides)
-            pipeline.check(config)
-        except ValueError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
+        config = _request_config(body.stages, state, x_api_key)
         try:
             if config.rerank and pipeline.scorer is not None:
                 pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
@@ -323,13 +330,7 @@ def _add_explain_route(app: FastAPI) -> None:
         """Why ``id`` ranks where it does for ``query``: each stage's score and rank, the matched
         terms with their BM25 contributions, and the reranker's word attributions."""
         pipeline = state.pipeline
-        overrides = body.stages.model_dump(exclude_none=True) if body.stages else {}
-        _check_limits(overrides, state.settings, x_api_key)
-        try:
-            config = pipeline.config.with_overrides(**overrides)
-            pipeline.check(config)
-        except ValueError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
+        config = _request_config(body.stages, state, x_api_key)
         try:
             answer = explain(pipeline, body.query, body.id, config, steps=body.steps)
         except NotIndexedError as err:
