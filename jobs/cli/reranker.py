@@ -49,6 +49,9 @@ def _add_gate_flags(q: argparse.ArgumentParser) -> None:
                    help="how much better than the served ranking the candidate must be (default 0: better)")
     q.add_argument("--max-p", type=float, default=0.05, help="p-value below which a loss is significant")
     q.add_argument("--stat-test", choices=("student", "fisher"), default="student")
+    q.add_argument("--tune-folds", type=int, default=5,
+                   help="score each fold of the split at the depth and weight chosen on the other folds "
+                   "(default 5; 0: at the point the candidate's folder records)")
     q.add_argument("--allow-test-split", action="store_true", help="gate on a split named test anyway")
     q.add_argument("--force", action="store_true",
                    help="promote even if the gate refuses (the refusal and the override are recorded)")
@@ -90,7 +93,7 @@ def _promote(args: argparse.Namespace, registry) -> int:
     config = GateConfig(
         dataset=args.dataset, index_dir=args.index_dir, split=args.split, metric=args.metric,
         feedback=args.feedback, feedback_since=since,
-        margin=args.margin, max_p=args.max_p, stat_test=args.stat_test,
+        margin=args.margin, max_p=args.max_p, stat_test=args.stat_test, tune_folds=args.tune_folds,
         allow_test_split=args.allow_test_split,
     )  # fmt: skip
     version, report = promote(registry, args.candidate, config, force=args.force)

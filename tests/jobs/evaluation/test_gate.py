@@ -41,7 +41,7 @@ def test_a_candidate_worse_than_hybrid_is_refused_recorded_and_not_served(
     dataset, index = judged
     registry = RerankerRegistry(tmp_path / "registry")
     noisy = reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0)
-    version, report = promote(registry, noisy, GateConfig(dataset, index))
+    version, report = promote(registry, noisy, GateConfig(dataset, index, tune_folds=0))
     assert not report["accepted"] and report["verdict"].startswith("refused")
     assert report["incumbent"] == "hybrid" and report["queries"] == 6
     assert report["delta"] == pytest.approx(report["candidate_mean"] - report["incumbent_mean"], abs=1e-3)
@@ -50,7 +50,7 @@ def test_a_candidate_worse_than_hybrid_is_refused_recorded_and_not_served(
     assert json.loads((version.path / "gate.json").read_text())["verdict"] == report["verdict"]
     assert (registry.root / "gates" / version.name / "candidate" / "report.md").is_file()
     # --force serves it anyway, and says so
-    version, report = promote(registry, version.name, GateConfig(dataset, index), force=True)
+    version, report = promote(registry, version.name, GateConfig(dataset, index, tune_folds=0), force=True)
     assert registry.current_name() == version.name and report["forced"] is True
     assert registry.history()[-1]["forced"] is True
 
@@ -61,7 +61,7 @@ def test_a_candidate_that_ties_the_incumbent_is_not_better_by_the_margin(
     dataset, index = judged
     registry = RerankerRegistry(tmp_path / "registry")
     same_as_hybrid = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)  # blends to the fused order
-    _, report = promote(registry, same_as_hybrid, GateConfig(dataset, index))
+    _, report = promote(registry, same_as_hybrid, GateConfig(dataset, index, tune_folds=0))
     assert report["delta"] == 0 and not report["accepted"] and "not above the margin" in report["verdict"]
 
 
@@ -77,7 +77,7 @@ def test_the_cli_promotes_a_better_candidate_over_the_served_one_and_rolls_back(
     registry.record_gate(noisy, {"accepted": True, "verdict": "accepted: for the test"})
     registry.promote(noisy)
     better = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)  # hybrid's order beats the noisy one
-    gate = ["--dataset", str(dataset), "--index-dir", str(index), "--split", "dev"]
+    gate = ["--dataset", str(dataset), "--index-dir", str(index), "--tune-folds", "0", "--split", "dev"]
     assert main(["reranker", "promote", str(better), "--registry", str(root), *gate]) == 0
     promoted = registry.current_name()
     assert promoted != noisy and registry.get(promoted).manifest["parent"] == noisy
@@ -131,3 +131,14 @@ def test_without_judgments_the_gate_judges_on_held_out_clicks(judged, tmp_path, 
     assert accepted["accepted"] and accepted["delta"] > 0 and registry.current_name() == version.name
     with pytest.raises(ValueError, match="judged --dataset or on held-out logged sessions"):
         GateConfig(dataset, index, feedback=clicks)
+
+
+def test_cross_fitting_scores_every_query_at_a_point_tuned_without_it(
+    judged, tmp_path, tiny_cross_encoder_dir
+):
+    dataset, index = judged
+    registry = RerankerRegistry(tmp_path / "registry")
+    noisy = reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0)
+    _, report = promote(registry, noisy, GateConfig(dataset, index, tune_folds=3))
+    assert report["config"]["tune_folds"] == 3 and report["queries"] == 6
+    assert not report["accepted"]  # a random reranker: tuning on two folds does not carry to the third
