@@ -8,7 +8,8 @@ Starts `bertsearch serve` on a free loopback port (or uses a running one: --url,
 then for every (budget, clients) pair sends POST /search with the queries in turn from that many
 client threads for --seconds (at most --max-requests in all), and prints one row each: answers/s,
 p50 / p95 / p99 latency, errors (5xx and transport), 503s (admission control, counted apart: the
-client then waits Retry-After, as a well-behaved client does), and the mean of scored/requested
+client then waits Retry-After, as a well-behaved client does), the mean of scored/requested (and, in
+the JSON, of cached/scored: the score cache)
 over the answers. Budget 0 sends no budget (the service default);
 budget B sends "stages": {"rerank_budget_ms": B}. --soak S also runs S seconds at --soak-clients
 (8) and reports the server's RSS at its start and end. Every loop is bounded in count
@@ -102,6 +103,7 @@ def run_load(url, queries, clients, budget, top_n, seconds, max_requests) -> dic
     lock = threading.Lock()
     latencies: list[float] = []
     coverage: list[float] = []
+    cached: list[float] = []
     counts = {"sent": 0, "errors": 0, "overloaded": 0, "degraded": 0}
     stop_at = time.monotonic() + seconds
 
@@ -138,6 +140,8 @@ def run_load(url, queries, clients, budget, top_n, seconds, max_requests) -> dic
                         rerank = answer.get("rerank")
                         if rerank and rerank["requested"]:
                             coverage.append(rerank["scored"] / rerank["requested"])
+                        if rerank and rerank["scored"]:
+                            cached.append(rerank.get("cached", 0) / rerank["scored"])
                         counts["degraded"] += bool(answer.get("degraded"))
                 if backoff:  # a well-behaved client waits as told before it asks again
                     time.sleep(min(backoff, max(0.0, stop_at - time.monotonic())))
@@ -156,6 +160,7 @@ def run_load(url, queries, clients, budget, top_n, seconds, max_requests) -> dic
         "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
         "errors": counts["errors"], "overloaded_503": counts["overloaded"], "degraded": counts["degraded"],
         "mean_scored_fraction": float(np.mean(coverage)) if coverage else None, "seconds": wall,
+        "mean_cached_fraction": float(np.mean(cached)) if cached else None,
     }  # fmt: skip
 
 
