@@ -62,9 +62,9 @@ def _explain_top_hit(url: str, query: str) -> dict:
         wall_ms = (time.perf_counter() - started) * 1000
     served = hit["scores"].get("rerank")
     explained = body["stages"].get("rerank", {}).get("score")
+    same = served is not None and explained is not None and abs(served - explained) < 1e-5
     return {"wall_ms": wall_ms, "attribution_ms": body["attributions"]["ms"],
-            "truncated": body["attributions"]["truncated"],
-            "same_score": served is not None and explained is not None and abs(served - explained) < 1e-5}  # fmt: skip
+            "truncated": body["attributions"]["truncated"], "same_score": same}  # fmt: skip
 
 
 def _screenshot(url: str, query: str, path: Path) -> None:
