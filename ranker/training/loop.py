@@ -188,11 +188,7 @@ def run_epoch(
             with sync:
                 with autocast(shard.device, encoder.bf16):
                     scores = encoder.logits(_pairs(batch)).view(len(batch), group_size)
-                if config.loss in DISTILL_LOSSES:  # the teacher's scores of the same pairs
-                    teacher = torch.tensor([g.teacher_scores for g in batch], device=scores.device)
-                    loss = loss_fn(scores, teacher)
-                else:
-                    loss = loss_fn(scores)
+                loss = _group_loss(loss_fn, config, scores, batch)
                 (loss / config.grad_accum).backward()
             loss_sum += float(loss.detach())
             loss_count += 1
@@ -216,6 +212,13 @@ def run_epoch(
         "train_seconds": round(seconds, 3),
         "pairs_per_s": round(steps * pairs_per_step / seconds, 3),
     }
+
+
+def _group_loss(loss_fn, config: TrainConfig, scores: torch.Tensor, batch) -> torch.Tensor:
+    if config.loss in DISTILL_LOSSES:  # against the teacher's scores of the same pairs
+        teacher = torch.tensor([g.teacher_scores for g in batch], device=scores.device)
+        return loss_fn(scores, teacher)
+    return loss_fn(scores)
 
 
 def save_model(folder: Path, encoder: CrossEncoder, model: torch.nn.Module) -> Path:
