@@ -8,12 +8,13 @@ sessions (``feedback``: the clicks of sessions from ``feedback_since`` on, judge
 the eval's paired test. The candidate is refused when it is significantly worse, or when its
 mean is not above the incumbent's by at least ``margin``.
 
-A candidate's operating point is usually tuned on the very split that gates it (``tune-rerank-
-weight --split dev``); scored at that point, the best of 55 (depth, weight) pairs, even a reranker
-that learned nothing lands a little above hybrid. So by default (``tune_folds`` 5) the gate
-cross-fits: the dev queries are cut into folds, each fold is scored at the operating point
-chosen on the other folds, and only these out-of-fold scores are compared. ``tune_folds`` 0
-scores the candidate at the point its folder records (for a point chosen on other queries).
+A candidate's operating point is often tuned on the very split that gates it (``tune-rerank-
+weight --split dev``, ``train --dev-split dev``); scored at that point, the best of 55 (depth,
+weight) pairs, even a reranker that learned nothing lands a little above hybrid. So when the
+candidate's folder says its point was chosen on the gate's dataset and split, the gate
+cross-fits (``tune_folds`` folds, default 5): each fold is scored at the operating point chosen
+on the other folds, and only these out-of-fold scores are compared. A point chosen elsewhere
+(or ``tune_folds`` 0) is scored as the folder records it, as serving will use it.
 The decision, both evaluations' means and the per-query wins/ties/losses are the report written
 into the version.
 """
@@ -37,6 +38,7 @@ from bertsearch.jobs.evaluation.operating_point import DEPTHS, at_depth, choose_
 from bertsearch.jobs.evaluation.runner import retrieve, run_evaluation
 from bertsearch.jobs.evaluation.scoring import paired_p_value, per_query_scores, ranx_run
 from bertsearch.ranker.factory import open_pipeline
+from bertsearch.ranker.model_dir import ModelRecord
 from bertsearch.ranker.pipeline import PipelineConfig
 from bertsearch.ranker.registry import RegistryError, RerankerRegistry, RerankerVersion
 from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks
@@ -78,7 +80,8 @@ class GateConfig:
 def gate(candidate: Path, incumbent: Path | None, config: GateConfig, out: Path) -> dict[str, Any]:
     """Evaluate ``candidate`` against ``incumbent`` (None: hybrid); the decision report."""
     incumbent_name = "incumbent+rerank" if incumbent is not None else "hybrid"
-    if config.tune_folds and config.feedback is None:
+    cross_fit = bool(config.tune_folds) and _tuned_on(candidate, config)
+    if cross_fit:
         candidate_scores = _cross_fitted(candidate, config, out / "candidate")
     else:
         candidate_scores = _per_query(candidate, config, out / "candidate")
@@ -113,7 +116,8 @@ def gate(candidate: Path, incumbent: Path | None, config: GateConfig, out: Path)
             "ties": int((treatment == control).sum()),
             "losses": int((treatment < control).sum()),
         },
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "cross_fitted": cross_fit,
+        "config": {k: str(v) if isinstance(v, (Path, datetime)) else v for k, v in asdict(config).items()},
         "reports": {"candidate": str(out / "candidate"), "incumbent": str(out / "incumbent")},
     }
     log.info("promotion gate: %s", verdict)
@@ -160,6 +164,23 @@ def promote(registry: RerankerRegistry, candidate: str | Path, config: GateConfi
     if report["accepted"] or force:
         registry.promote(version.name, forced=report["forced"], reason=report["verdict"])
     return registry.get(version.name), report
+
+
+def _tuned_on(candidate: Path, config: GateConfig) -> bool:
+    """Whether the candidate's operating point was chosen on the gate's own dataset and split."""
+    if config.dataset is None:
+        return False
+    record = ModelRecord.read(candidate)
+    if record is None:
+        return False
+    tuning = record.rerank_weight_tuning or {}
+    data = record.provenance.get("data") or {}
+    dataset, split = tuning.get("dataset"), tuning.get("split")
+    if dataset is None and str(record.provenance.get("selected_by", "")).startswith("dev_tuned"):
+        dataset, split = data.get("dataset"), data.get("dev_split")  # chosen by `train --dev-split`
+    if dataset is None or split != config.split:
+        return False
+    return Path(dataset).resolve() == Path(config.dataset).resolve()
 
 
 def _cross_fitted(reranker: Path, config: GateConfig, out: Path) -> dict[str, float]:

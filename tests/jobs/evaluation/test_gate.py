@@ -139,6 +139,12 @@ def test_cross_fitting_scores_every_query_at_a_point_tuned_without_it(
     dataset, index = judged
     registry = RerankerRegistry(tmp_path / "registry")
     noisy = reranker(tmp_path / "noisy", tiny_cross_encoder_dir, 1.0)
+    tuned_on_dev = {"dataset": str(dataset.resolve()), "split": "dev", "weight": 1.0}  # tune-rerank-weight's
+    record = ModelRecord(max_length=64, rerank_weight=1.0, rerank_top_n=8, rerank_weight_tuning=tuned_on_dev)
+    record.write(noisy)
     _, report = promote(registry, noisy, GateConfig(dataset, index, tune_folds=3))
-    assert report["config"]["tune_folds"] == 3 and report["queries"] == 6
+    assert report["cross_fitted"] is True and report["config"]["tune_folds"] == 3 and report["queries"] == 6
     assert not report["accepted"]  # a random reranker: tuning on two folds does not carry to the third
+    untuned = reranker(tmp_path / "untuned", tiny_cross_encoder_dir, 1.0)  # no record of where it was tuned
+    _, report = promote(RerankerRegistry(tmp_path / "other"), untuned, GateConfig(dataset, index))
+    assert report["cross_fitted"] is False
