@@ -27,7 +27,7 @@ from bertsearch.indexer.versions import IndexDirectory
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.factory import open_pipeline
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
-from bertsearch.ranker.registry import RerankerRegistry
+from bertsearch.ranker.registry import RerankerRegistry, resolve_reranker
 from bertsearch.ranker.rerank_budget import PairScorer
 from bertsearch.ranker.score_cache import ScoreCache
 
@@ -66,16 +66,6 @@ class ServingState:
         return self.reranker_version or self.reranker_path
 
 
-def served_reranker(configured: str | None) -> tuple[str | None, str | None]:
-    """(model folder, registry version) of the configured reranker: a registry's CURRENT, or the
-    folder itself; (None, None) when there is none (or the registry serves none yet: hybrid)."""
-    if configured is None or not RerankerRegistry.holds(configured):
-        return configured, None
-    registry = RerankerRegistry(configured)
-    name = registry.current_name()
-    return (str(registry.get(name).path), name) if name is not None else (None, None)
-
-
 def load_serving(
     settings: ServiceSettings,
     on_batch: Callable[[int, float], None] | None = None,
@@ -88,7 +78,7 @@ def load_serving(
     weights are not loaded here; the factory's scorer scores its pairs.
     """
     snapshot = IndexSnapshot.open(settings.index_dir)
-    path, version = served_reranker(settings.reranker)
+    path, version = resolve_reranker(settings.reranker)
     pipeline = open_pipeline(
         settings.index_dir,
         encoder_model=settings.encoder_model,
@@ -139,7 +129,7 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
         current.pipeline.config,
         scorer=current.pipeline.scorer,  # the one scoring worker stays
     )
-    pipeline.search("warm up", top_k=1)
+    _warm_up(pipeline)
     pipeline.score_cache = _score_cache(current.settings)
     return replace(current, pipeline=pipeline, snapshot=snapshot)
 
@@ -228,7 +218,7 @@ class VersionWatcher:
         if name == current.reranker_version or (name is not None and name == self._failed_reranker):
             return False
         try:
-            path, version = served_reranker(configured)
+            path, version = resolve_reranker(configured)
             fresh = switch_reranker(current, path, version)
         except Exception as err:  # keep serving the old reranker; say why the new one is not
             self._failed_reranker, self.last_error = name, f"reranker version {name} not served: {err}"

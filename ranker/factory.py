@@ -9,7 +9,7 @@ from bertsearch.indexer.models import Precision
 from bertsearch.indexer.snapshot import IndexSnapshot
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.pipeline import PipelineConfig, SearchPipeline
-from bertsearch.ranker.registry import RerankerRegistry
+from bertsearch.ranker.registry import resolve_reranker
 
 
 def open_pipeline(
@@ -38,8 +38,7 @@ def open_pipeline(
     model = encoder_model if encoder_model is not None else built.get("model")
     encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
-    if reranker is not None and RerankerRegistry.holds(reranker):
-        reranker = RerankerRegistry(reranker).current()  # its served version (None: hybrid)
+    reranker, _ = resolve_reranker(reranker)  # a registry serves its CURRENT version (None: hybrid)
     cross_encoder = CrossEncoder(reranker) if reranker is not None else None
     if cross_encoder is not None and load_reranker_weights:
         cross_encoder.load()

@@ -158,5 +158,15 @@ class RerankerRegistry:
             out.write(json.dumps({"at": _now(), **move}) + "\n")
 
 
+def resolve_reranker(configured: str | Path | None) -> tuple[str | None, str | None]:
+    """(model folder, registry version) of a configured reranker: a registry's CURRENT version,
+    or the folder (or Hugging Face id) itself; (None, None) for none, or an empty registry."""
+    if configured is None or not RerankerRegistry.holds(configured):
+        return (str(configured) if configured is not None else None), None
+    registry = RerankerRegistry(configured)
+    name = registry.current_name()
+    return (str(registry.get(name).path), name) if name is not None else (None, None)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

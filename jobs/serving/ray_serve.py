@@ -21,9 +21,9 @@ import numpy as np
 from ray import serve
 
 from bertsearch.api.app import create_app
-from bertsearch.api.serving import served_reranker
 from bertsearch.api.settings import ServiceSettings
 from bertsearch.ranker.cross_encoder import CrossEncoder
+from bertsearch.ranker.registry import resolve_reranker
 from bertsearch.ranker.rerank_budget import ChunkedScorer, Overloaded
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def application(settings: ServiceSettings, layout: ServeLayout):
         ingress_options["num_replicas"] = layout.replicas
     # A reranker registry is read once: Serve deploys the version it serves now (a promotion
     # takes effect on the next `serve --ray-serve`; the plain server switches by itself).
-    settings = settings.model_copy(update={"reranker": served_reranker(settings.reranker)[0]})
+    settings = settings.model_copy(update={"reranker": resolve_reranker(settings.reranker)[0]})
     plain = settings.model_dump(mode="json")
     reranker = None
     if settings.reranker:
