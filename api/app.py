@@ -390,6 +390,7 @@ def _add_index_routes(app: FastAPI) -> None:
             body["reranker_max_length"] = reranker.max_length
             body["rerank_weight"] = reranker.rerank_weight
             body["rerank_top_n"] = reranker.rerank_top_n
+            body["reranker_domain"] = reranker.domain  # in-domain, unseen (its unseen-corpus point), unknown
         watcher = getattr(request.app.state, "watcher", None)
         if watcher is not None and watcher.last_error:
             body["version_error"] = watcher.last_error  # still ready: the previous version serves

@@ -121,6 +121,8 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
     """A state serving ``snapshot`` with ``current``'s models; ModelMismatchError if they do not fit."""
     encoder: Embedder = current.pipeline.encoder
     snapshot.check_encoder(current.encoder_fingerprint, encoder.model_name)
+    if current.pipeline.reranker is not None:
+        current.pipeline.reranker.serve_corpus(snapshot.manifest.corpus())  # the new version's corpus
     pipeline = SearchPipeline(
         snapshot.lexical,
         snapshot.dense,
@@ -139,6 +141,8 @@ def switch_reranker(current: ServingState, path: str | None, version: str | None
     over ``current``'s index and encoder."""
     old = current.pipeline
     reranker = CrossEncoder(path).load() if path is not None else None
+    if reranker is not None:
+        reranker.serve_corpus(current.snapshot.manifest.corpus())
     scorer = current.make_scorer(reranker) if reranker is not None else None
     pipeline = SearchPipeline(old.lexical, old.dense, old.encoder, reranker, old.config, scorer=scorer)
     try:

@@ -69,6 +69,10 @@ class Manifest:
     # versions written before it was recorded, and after an incremental update changed the content.
     source_digest: str | None = None
 
+    def corpus(self) -> dict[str, Any]:
+        """The corpus this version was built from, as a model folder records what it was trained on."""
+        return {"source": self.source, "digest": self.source_digest}
+
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
@@ -158,9 +162,7 @@ class IndexDirectory:
         staging.mkdir()
         return name, staging
 
-    def publish(
-        self, name: str, staging: Path, *, keep: int = 3, release: Release | None = None
-    ) -> Path:
+    def publish(self, name: str, staging: Path, *, keep: int = 3, release: Release | None = None) -> Path:
         """Make a finished build a version and the current one, then prune to ``keep`` versions
         (``release`` as in :meth:`prune`)."""
         final = self.versions_dir / name

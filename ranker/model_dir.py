@@ -27,7 +27,10 @@ DEFAULT_RERANK_TOP_N = 50
 DEFAULT_RERANK_WEIGHT = 1.0  # a model that was never tuned: the reranker alone decides
 
 # The typed keys; every other key of the file is provenance.
-_SERVING_KEYS = ("base_model", "max_length", "rerank_weight", "rerank_top_n", "rerank_weight_tuning")
+_SERVING_KEYS = (
+    "base_model", "max_length", "rerank_weight", "rerank_top_n", "rerank_weight_tuning", "unseen_corpus"
+)  # fmt: skip
+IN_DOMAIN, UNSEEN, UNKNOWN = "in-domain", "unseen", "unknown"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,9 @@ class ModelRecord:
     ``rerank_weight`` / ``rerank_top_n`` are None until a dev split, ``tune-rerank-weight`` or
     ``transfer-rerank-weight`` (or a label-free run's flags) chose them; serving then uses the
     defaults (:attr:`serving_weight`, :attr:`serving_top_n`). ``rerank_weight_tuning`` records
-    how they were chosen.
+    how they were chosen. ``unseen_corpus`` is the operating point for corpora the model was
+    not trained on (``rerank_top_n``, ``rerank_weight`` and how they were chosen: ``bertsearch
+    loco``); :meth:`operating_point` picks one of the two for the corpus an index was built from.
     """
 
     base_model: str | None = None
@@ -45,6 +50,7 @@ class ModelRecord:
     rerank_weight: float | None = None
     rerank_top_n: int | None = None
     rerank_weight_tuning: Mapping[str, Any] | None = None
+    unseen_corpus: Mapping[str, Any] | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -55,6 +61,16 @@ class ModelRecord:
             raise ValueError(f"rerank_weight must be between 0 and 1, got {self.rerank_weight}")
         if self.rerank_top_n is not None and self.rerank_top_n < 1:
             raise ValueError(f"rerank_top_n must be at least 1, got {self.rerank_top_n}")
+        if self.unseen_corpus is not None:
+            top_n, weight = self.unseen_corpus.get("rerank_top_n"), self.unseen_corpus.get("rerank_weight")
+            if (
+                not isinstance(top_n, int)
+                or top_n < 1
+                or not isinstance(weight, int | float)
+                or not 0 <= weight <= 1
+            ):
+                raise ValueError(f"unseen_corpus needs rerank_top_n >= 1 and rerank_weight in [0, 1], "
+                                 f"got {top_n!r} and {weight!r}")  # fmt: skip
         clash = [key for key in self.provenance if key in (*_SERVING_KEYS, "format_version")]
         if clash:
             raise ValueError(f"provenance may not hold the record's own fields: {', '.join(clash)}")
@@ -78,6 +94,32 @@ class ModelRecord:
             rerank_weight_tuning=dict(tuning),
         )
 
+    def with_unseen_point(self, top_n: int, weight: float, tuning: Mapping[str, Any]) -> ModelRecord:
+        """This record serving ``weight`` at ``top_n`` on corpora it was not trained on."""
+        return replace(self, unseen_corpus={**tuning, "rerank_top_n": top_n, "rerank_weight": weight})
+
+    def trained_on(self, corpus: Mapping[str, Any] | None) -> str:
+        """Whether ``corpus`` (an index's ``{"source", "digest"}``) is one this model was trained on:
+        IN_DOMAIN, UNSEEN, or UNKNOWN when either side does not say (older model folders)."""
+        data = self.provenance.get("data")
+        corpora = data.get("corpora") if isinstance(data, Mapping) else None
+        if not corpus or not corpora:
+            return UNKNOWN
+        for known in corpora:
+            if corpus.get("digest") and known.get("digest") == corpus.get("digest"):
+                return IN_DOMAIN
+            if corpus.get("source") and known.get("source") == corpus.get("source"):
+                return IN_DOMAIN  # the same corpus, changed since (documents added or updated)
+        return UNSEEN
+
+    def operating_point(self, corpus: Mapping[str, Any] | None) -> tuple[int, float, str]:
+        """(rerank_top_n, rerank_weight, domain) to serve on ``corpus``: the unseen-corpus point for
+        a corpus the model was not trained on, when it has one; the tuned point otherwise."""
+        domain = self.trained_on(corpus)
+        if domain == UNSEEN and self.unseen_corpus is not None:
+            return int(self.unseen_corpus["rerank_top_n"]), float(self.unseen_corpus["rerank_weight"]), UNSEEN
+        return self.serving_top_n, self.serving_weight, domain
+
     def without_operating_point(self) -> ModelRecord:
         return replace(self, rerank_weight=None, rerank_top_n=None, rerank_weight_tuning=None)
 
@@ -92,6 +134,7 @@ class ModelRecord:
             "rerank_weight": self.rerank_weight,
             "rerank_top_n": self.rerank_top_n,
             "rerank_weight_tuning": dict(self.rerank_weight_tuning) if self.rerank_weight_tuning else None,
+            "unseen_corpus": dict(self.unseen_corpus) if self.unseen_corpus else None,
         }
         return {**{k: v for k, v in typed.items() if v is not None}, **self.provenance}
 
@@ -112,9 +155,8 @@ class ModelRecord:
                 rerank_weight=None if data.get("rerank_weight") is None else float(data["rerank_weight"]),
                 rerank_top_n=None if data.get("rerank_top_n") is None else int(data["rerank_top_n"]),
                 rerank_weight_tuning=data.get("rerank_weight_tuning"),
-                provenance={
-                    k: v for k, v in data.items() if k not in (*_SERVING_KEYS, "format_version")
-                },
+                unseen_corpus=data.get("unseen_corpus"),
+                provenance={k: v for k, v in data.items() if k not in (*_SERVING_KEYS, "format_version")},
                 format_version=FORMAT_VERSION,
             )
         except (TypeError, ValueError) as err:
@@ -153,9 +195,16 @@ class ModelRecord:
 
 def publish_model(source: Path, out: Path, record: ModelRecord) -> None:
     """Copy the model folder ``source`` to ``out`` with ``record``, replacing ``out`` whole."""
+    publish_folder(source, out, {METADATA_FILE: record.to_dict()})
+
+
+def publish_folder(source: Path, out: Path, records: Mapping[str, Any]) -> None:
+    """Copy the folder ``source`` to ``out`` with ``records`` (file name -> JSON data) added,
+    replacing ``out`` whole: a reader sees the old folder or the complete new one, never half."""
     out = Path(out)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
-    record.write(staging)
+    for name, data in records.items():
+        atomic.write_json(staging / name, data)
     atomic.replace_directory(staging, out)

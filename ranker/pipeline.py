@@ -157,11 +157,11 @@ class SearchPipeline:
         """``config`` with the rerank settings it leaves to the reranker filled in from it."""
         if self.reranker is None:
             return config
-        own = self.reranker
+        top_n, weight = self.reranker.operating_point()  # one read: a corpus switch replaces both
         return replace(
             config,
-            rerank_top_n=config.rerank_top_n or own.rerank_top_n,
-            rerank_weight=own.rerank_weight if config.rerank_weight is None else config.rerank_weight,
+            rerank_top_n=config.rerank_top_n or top_n,
+            rerank_weight=weight if config.rerank_weight is None else config.rerank_weight,
         )
 
     def search(self, query: str, top_k: int = 10, config: PipelineConfig | None = None) -> SearchResult:

@@ -20,6 +20,7 @@ from bertsearch.jobs.cli import (
     evaluation,
     feedback,
     indexing,
+    loco,
     reranker,
     schedule,
     serving,
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (indexing, serving, evaluation, datasets, training, reranker, schedule, feedback):
+    for module in (indexing, serving, evaluation, datasets, training, loco, reranker, schedule, feedback):
         module.register(sub)
     return parser
 

@@ -77,14 +77,41 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle-clicks", action="store_true",
                    help="with --from-feedback: move each click to a random shown hit (a control run whose "
                    "model the promotion gate must refuse)")
+    p.add_argument("--mix", type=Path, default=None, metavar="FILE",
+                   help="train on several judged collections: a YAML/JSON mix file (collections with "
+                   "dataset, split, dev_split, weight, index_dir; temperature); see docs/training.md")
+    p.add_argument("--datasets", default=None, metavar="PATH[:SPLIT[:DEV]],...",
+                   help="several judged collections at once (each indexed under --index-dir/<name>)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="with --mix/--datasets: sampling temperature, share ∝ (weight·groups)^(1/T); "
+                   "1 keeps sizes, larger evens them out (default 2, or the mix file's)")
     p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
     p.add_argument("--index-dir", type=Path, required=True,
-                   help="index of the dataset's corpus (built there when missing); negatives come from it")
+                   help="index of the dataset's corpus (built there when missing); negatives come from it. "
+                   "With --mix/--datasets: the folder of one index per collection (<name>)")
     p.add_argument("--out", type=Path, required=True, help="MODEL_DIR to write (replaced when it exists)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="mined groups and Ray checkpoints (default: MODEL_DIR.work); rerun to resume")
     p.add_argument("--fresh", action="store_true",
                    help="clear the work folder first: start over instead of resuming an earlier run")
+    model_arguments(p)
+    g = p.add_argument_group("dev evaluation")
+    g.add_argument("--dev-metric", default="ndcg@10")
+    g.add_argument("--dev-depth", type=int, default=100)
+    g.add_argument("--dev-rerank-top-n", type=int, default=50)
+    g.add_argument("--allow-test-split", action="store_true",
+                   help="let a --dev-split named test choose the epoch and weight (recorded in MODEL_DIR)")
+    g.add_argument("--rerank-weight", type=float, default=None,
+                   help="without --dev-split: the weight of the reranker's score against the fused score "
+                   "that serving uses (0-1; default 1, the reranker alone). With one, dev chooses it")
+    g.add_argument("--rerank-top-n", type=int, default=None,
+                   help="without --dev-split: the fused candidates serving reranks (default 50). "
+                   "With one, --dev-rerank-top-n is that depth")
+
+
+# Long: one add_argument per flag, in the order --help prints them.
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    """The mining, training and Ray flags of `train`, `distill` and `loco` (see model_settings)."""
     g = p.add_argument_group("hard negatives")
     g.add_argument("--mine-depth", type=int, default=50, help="fused candidates mined per query (default 50)")
     g.add_argument("--depth", dest="mine_depth", type=int, action=DeprecatedAlias, new="--mine-depth",
@@ -114,18 +141,6 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-worker", type=float, default=None,
                    help="CPUs Ray reserves per worker (default: all CPUs shared among the workers)")
     g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray recovers from in-run")
-    g = p.add_argument_group("dev evaluation")
-    g.add_argument("--dev-metric", default="ndcg@10")
-    g.add_argument("--dev-depth", type=int, default=100)
-    g.add_argument("--dev-rerank-top-n", type=int, default=50)
-    g.add_argument("--allow-test-split", action="store_true",
-                   help="let a --dev-split named test choose the epoch and weight (recorded in MODEL_DIR)")
-    g.add_argument("--rerank-weight", type=float, default=None,
-                   help="without --dev-split: the weight of the reranker's score against the fused score "
-                   "that serving uses (0-1; default 1, the reranker alone). With one, dev chooses it")
-    g.add_argument("--rerank-top-n", type=int, default=None,
-                   help="without --dev-split: the fused candidates serving reranks (default 50). "
-                   "With one, --dev-rerank-top-n is that depth")
 
 
 def _add_average(sub: argparse._SubParsersAction) -> None:
@@ -149,8 +164,10 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from bertsearch.jobs.training.job import run
+    from bertsearch.jobs.training.mixture import run_mixture
 
-    outcome = run(_train_job(args))
+    mixture = _mixture_job(args)
+    outcome = run_mixture(mixture) if mixture is not None else run(_train_job(args))
     for epoch in outcome.history:
         shown = {k: v for k, v in epoch.items() if k in ("train_loss", "pairs_per_s", "train_seconds")
                  or k.startswith("dev_")}
@@ -159,11 +176,41 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mixture_job(args: argparse.Namespace):
+    """The --mix/--datasets run (None without either)."""
+    from bertsearch.jobs.training.mixture import DEFAULT_TEMPERATURE, MixtureJob, parse_datasets, read_mix
+
+    if args.mix is None and args.datasets is None:
+        if args.temperature is not None:
+            raise ValueError("--temperature needs --mix or --datasets")
+        return None
+    given = {"DATASET": args.dataset is not None, "--mix with --datasets": args.mix and args.datasets,
+             "--pseudo-queries": args.pseudo_queries, "--from-feedback": args.from_feedback is not None,
+             "distill": getattr(args, "teacher", None) is not None, "--dev-split": args.dev_split,
+             "--rerank-weight": args.rerank_weight is not None,
+             "--rerank-top-n": args.rerank_top_n is not None}
+    clashes = [flag for flag, present in given.items() if present]
+    if clashes:
+        raise ValueError(f"--mix/--datasets name the training data themselves; drop {', '.join(clashes)} "
+                         "(a collection's dev split goes in the mix: PATH:SPLIT:DEV, or dev_split)")
+    temperature = args.temperature
+    if args.mix is not None:
+        collections, from_file = read_mix(args.mix, args.index_dir)
+        temperature = temperature if temperature is not None else from_file
+    else:
+        collections = parse_datasets(args.datasets, args.index_dir, args.split)
+    mining, train, scaling = model_settings(args, passage="body")
+    return MixtureJob(
+        collections=tuple(collections), out=args.out,
+        temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
+        work_dir=args.work_dir, fresh=args.fresh, mining=mining, train=train, scaling=scaling,
+        dev_metric=args.dev_metric, dev_depth=args.dev_depth, dev_rerank_top_n=args.dev_rerank_top_n,
+    )
+
+
 def _train_job(args: argparse.Namespace):
     from bertsearch.jobs.training.distill import Distillation
-    from bertsearch.jobs.training.job import RayScaling, TrainJob
-    from bertsearch.ranker.training.examples import MiningConfig
-    from bertsearch.ranker.training.loop import TrainConfig
+    from bertsearch.jobs.training.job import TrainJob
     from bertsearch.ranker.training.pseudo_queries import PseudoQueryConfig
 
     pseudo = (
@@ -172,9 +219,7 @@ def _train_job(args: argparse.Namespace):
         else None
     )
     feedback = _feedback_source(args)
-    cpus = args.cpus_per_worker
-    if cpus is None:
-        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
+    mining, train, scaling = model_settings(args, passage=pseudo.passage_view if pseudo else "body")
     return TrainJob(
         dataset=args.dataset,
         index_dir=args.index_dir,
@@ -186,31 +231,9 @@ def _train_job(args: argparse.Namespace):
         distillation=Distillation(args.teacher, args.layers) if getattr(args, "teacher", None) else None,
         work_dir=args.work_dir,
         fresh=args.fresh,
-        mining=MiningConfig(
-            depth=args.mine_depth,
-            negatives=args.negatives,
-            sampling=args.sampling,
-            skip_top=args.skip_top,
-            seed=args.seed,
-            passage=pseudo.passage_view if pseudo else "body",
-        ),
-        train=TrainConfig(
-            base_model=args.base_model,
-            max_length=args.max_length,
-            epochs=args.epochs,
-            groups_per_batch=args.groups_per_batch,
-            grad_accum=args.grad_accum,
-            learning_rate=args.lr,
-            head_learning_rate=args.head_lr,
-            weight_decay=args.weight_decay,
-            warmup_ratio=args.warmup_ratio,
-            loss=args.loss,
-            precision=args.precision,
-            seed=args.seed,
-            max_steps_per_epoch=args.max_steps_per_epoch,
-        ),
-        scaling=RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
-                           max_failures=args.max_failures),
+        mining=mining,
+        train=train,
+        scaling=scaling,
         dev_metric=args.dev_metric,
         dev_depth=args.dev_depth,
         dev_rerank_top_n=args.dev_rerank_top_n,
@@ -218,6 +241,37 @@ def _train_job(args: argparse.Namespace):
         rerank_top_n=args.rerank_top_n,
         allow_test_split=args.allow_test_split,
     )
+
+
+def model_settings(args: argparse.Namespace, *, passage: str):
+    """Mining, training and Ray settings from the flags `train`, `distill` and `loco` share."""
+    from bertsearch.jobs.training.ray_fit import RayScaling
+    from bertsearch.ranker.training.examples import MiningConfig
+    from bertsearch.ranker.training.loop import TrainConfig
+
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
+    mining = MiningConfig(depth=args.mine_depth, negatives=args.negatives, sampling=args.sampling,
+                          skip_top=args.skip_top, seed=args.seed, passage=passage)
+    train = TrainConfig(
+        base_model=args.base_model,
+        max_length=args.max_length,
+        epochs=args.epochs,
+        groups_per_batch=args.groups_per_batch,
+        grad_accum=args.grad_accum,
+        learning_rate=args.lr,
+        head_learning_rate=args.head_lr,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        loss=args.loss,
+        precision=args.precision,
+        seed=args.seed,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+    )
+    scaling = RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
+                         max_failures=args.max_failures)
+    return mining, train, scaling
 
 
 def _feedback_source(args: argparse.Namespace):

@@ -122,8 +122,10 @@ class TrainJob:
                 raise ValueError(f"--rerank-weight must be between 0 and 1, got {self.rerank_weight}")
         if self.rerank_top_n is not None:
             if self.dev_split is not None:
-                raise ValueError("--rerank-top-n is for runs without a dev split; with one, "
-                                 "--dev-rerank-top-n is the depth the dev split tunes the weight at")
+                raise ValueError(
+                    "--rerank-top-n is for runs without a dev split; with one, "
+                    "--dev-rerank-top-n is the depth the dev split tunes the weight at"
+                )
             if self.rerank_top_n < 1:
                 raise ValueError(f"--rerank-top-n must be at least 1, got {self.rerank_top_n}")
         if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
@@ -151,8 +153,12 @@ def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
     if job.pseudo is not None:
         reader = CorpusReader(dataset.corpus_path)
         queries = pseudo_queries(reader, job.pseudo)
-        return queries, {"mode": "pseudo-queries", "pseudo_queries": asdict(job.pseudo),
-                         "corpus": str(dataset.corpus_path), "corpus_rejects": len(reader.rejects)}
+        return queries, {
+            "mode": "pseudo-queries",
+            "pseudo_queries": asdict(job.pseudo),
+            "corpus": str(dataset.corpus_path),
+            "corpus_rejects": len(reader.rejects),
+        }
     judged = dataset.load(job.split)
     if job.dev_split is not None:
         overlap = set(judged.queries) & set(dataset.load(job.dev_split).queries)
@@ -162,8 +168,12 @@ def training_queries(job: TrainJob, dataset) -> tuple[list, dict[str, Any]]:
                 f"{sorted(overlap)[:3]}); carve a disjoint dev split with `bertsearch split`"
             )
     queries = queries_from_qrels(judged.queries, judged.qrels)
-    return queries, {"mode": "judgments", "split": job.split, "queries": len(queries),
-                     "qrels": str(dataset.qrels_path(job.split))}
+    return queries, {
+        "mode": "judgments",
+        "split": job.split,
+        "queries": len(queries),
+        "qrels": str(dataset.qrels_path(job.split)),
+    }
 
 
 def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
@@ -207,11 +217,12 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     data_info = {
         "dataset": str(dataset.root.resolve()) if dataset is not None else None,
         "index_version": snapshot.manifest.version,
+        "corpora": [snapshot.manifest.corpus()],  # where serving knows the model is in its domain
         "source": source,
         "mining": asdict(job.mining),
         "training_query_ids": settings_key({"ids": [q.id for q in queries]}),
     }
-    groups, mining_seconds = _groups(job, snapshot, queries, data_info, work_dir)
+    groups, mining_seconds = mined_groups(job, snapshot, queries, data_info, work_dir)
     if job.dev_split is not None:
         dataset.load(job.dev_split)  # fail now, not after the first epoch, if the split is missing
     serving = (
@@ -237,7 +248,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     )
 
 
-def _groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], work_dir: Path):
+def mined_groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], work_dir: Path):
     """The groups saved in ``work_dir`` for these data settings, or newly mined ones (saved)."""
     groups = load_groups(work_dir, data_info)
     if groups is not None:
@@ -255,13 +266,25 @@ def _groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], work_di
     if job.distillation is not None:  # scored once and kept with the groups: a resumed run reuses them
         report.groups, _ = with_teacher_scores(report.groups, job.distillation.teacher, job.train.max_length)
     seconds = time.perf_counter() - started
-    log.info("mined %d groups from %d queries in %.1f s (%d skipped, %d padded)", len(report.groups),
-             report.queries, seconds, len(report.skipped), report.padded_groups)
+    log.info(
+        "mined %d groups from %d queries in %.1f s (%d skipped, %d padded)",
+        len(report.groups),
+        report.queries,
+        seconds,
+        len(report.skipped),
+        report.padded_groups,
+    )
     save_groups(work_dir, report.groups, data_info)
-    atomic.write_json(work_dir / "mining.json", {
-        "queries": report.queries, "groups": len(report.groups), "skipped": report.skipped,
-        "padded_groups": report.padded_groups, "seconds": round(seconds, 1),
-    })
+    atomic.write_json(
+        work_dir / "mining.json",
+        {
+            "queries": report.queries,
+            "groups": len(report.groups),
+            "skipped": report.skipped,
+            "padded_groups": report.padded_groups,
+            "seconds": round(seconds, 1),
+        },
+    )
     return report.groups, seconds
 
 

@@ -62,3 +62,24 @@ def test_publish_replaces_the_folder_whole(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [METADATA_FILE, "weights.bin"]
     assert ModelRecord.read(out).max_length == 64
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.old"))
+
+
+def test_the_unseen_corpus_point_serves_only_corpora_the_model_was_not_trained_on(tmp_path):
+    trained = {"data": {"corpora": [{"source": "/data/scifact", "digest": "aa"}]}}
+    record = ModelRecord(rerank_weight=0.8, rerank_top_n=50, provenance=trained)
+    unseen = record.with_unseen_point(20, 0.3, {"chosen_by": "leave-one-corpus-out"})
+    record_file = tmp_path / "m"
+    record_file.mkdir()
+    unseen.write(record_file)
+    back = ModelRecord.read(record_file)
+    assert back == unseen and back.unseen_corpus["chosen_by"] == "leave-one-corpus-out"
+    assert back.operating_point({"source": "/data/cisi", "digest": "bb"}) == (20, 0.3, "unseen")
+    assert back.operating_point({"source": "/data/scifact", "digest": "aa"}) == (50, 0.8, "in-domain")
+    # the same corpus after documents were added: the digest changed, the source did not
+    assert back.operating_point({"source": "/data/scifact", "digest": "cc"}) == (50, 0.8, "in-domain")
+    # an index that does not say, or a model without its corpora: the tuned point, as before
+    assert back.operating_point(None) == (50, 0.8, "unknown")
+    assert record.operating_point({"source": "/data/cisi", "digest": "bb"}) == (50, 0.8, "unseen")
+    assert ModelRecord().operating_point({"source": "/x", "digest": "y"}) == (50, 1.0, "unknown")
+    with pytest.raises(ValueError, match="unseen_corpus needs rerank_top_n"):
+        ModelRecord(unseen_corpus={"rerank_top_n": 0, "rerank_weight": 0.5})

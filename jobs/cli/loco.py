@@ -1,0 +1,68 @@
+"""``bertsearch loco``: leave-one-corpus-out training and evaluation, and the unseen-corpus rule."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bertsearch.jobs.cli.training import model_arguments, model_settings
+from bertsearch.jobs.cli.types import positive_ints
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loco",
+        help="leave one corpus out: train on the others, evaluate on each held-out collection",
+        description="For each collection: train a reranker on the other collections (and --extra), "
+        "evaluate it once on the held-out one against hybrid with the paired test, at the depth and "
+        "weight chosen on the other held-out collections. Writes WORK/report.md (table, wins/ties/"
+        "losses, the slices where reranking hurts) and WORK/unseen_rule.json, the operating point for "
+        "corpora a model was not trained on. Rerun to finish an interrupted run.",
+    )
+    p.add_argument("collections", nargs="+", metavar="DATASET[:SPLIT]",
+                   help="BEIR folders to hold out in turn (their judged --split is also what the other "
+                   "folds train on)")
+    p.add_argument("--index-dir", type=Path, required=True,
+                   help="folder of one index per collection (<name>; built there when missing)")
+    p.add_argument("--work", type=Path, required=True, help="folder for the folds, the report and the rule")
+    p.add_argument("--split", default="test", help="judged split of the collections (default: test)")
+    p.add_argument("--extra", default=None, metavar="PATH[:SPLIT[:DEV]],...",
+                   help="collections trained on in every fold and never held out (e.g. scifact:train)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="mixture sampling temperature (default 2; see `train --mix`)")
+    p.add_argument("--depths", type=positive_ints("depths", "10,20,30,40,50"), default=None,
+                   help="rerank depths of the operating-point grid (default 10,20,30,40,50)")
+    p.add_argument("--final-out", type=Path, default=None,
+                   help="also train the general model on every collection and write the rule into it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    model_arguments(p)
+    p.set_defaults(run=loco)
+
+
+def loco(args: argparse.Namespace) -> int:
+    from bertsearch.jobs.training.loco import LocoJob, collections_from, run_loco
+    from bertsearch.jobs.training.mixture import DEFAULT_TEMPERATURE, MixtureJob, parse_datasets
+
+    held_out = collections_from(args.collections, args.index_dir, args.split)
+    extra = tuple(parse_datasets(args.extra, args.index_dir, "train")) if args.extra else ()
+    mining, train, scaling = model_settings(args, passage="body")
+    template = MixtureJob(
+        collections=held_out,
+        out=args.work / "unused",
+        temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+        mining=mining,
+        train=train,
+        scaling=scaling,
+    )
+    job = LocoJob(collections=held_out, work=args.work, template=template, extra=extra,
+                  final_out=args.final_out, **({"depths": tuple(args.depths)} if args.depths else {}))
+    summary = run_loco(job, progress=not args.no_progress)
+    for fold in summary["folds"]:
+        mark = " (significant)" if fold["significant"] else ""
+        print(f"{fold['collection']}: hybrid {fold['hybrid']:.4f} -> {fold['reranked']:.4f} "
+              f"({fold['delta']:+.4f}, p {fold['p']:.3g}{mark}) at top {fold['depth']}, "
+              f"w {fold['weight']:.1f}")
+    mean, rule = summary["mean"], summary["unseen_rule"]
+    print(f"mean: hybrid {mean['hybrid']:.4f} -> {mean['reranked']:.4f}; unseen-corpus rule: top "
+          f"{rule['rerank_top_n']}, w {rule['rerank_weight']:.1f}; report: {args.work / 'report.md'}")
+    return 0

@@ -1,0 +1,129 @@
+"""Several collections: `train --datasets` mixes them; `loco` holds each out in turn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertsearch.indexer.build import build_index
+from bertsearch.indexer.embedder import Embedder
+from bertsearch.ranker.factory import open_pipeline
+from support.files import write_jsonl
+from support.training_data import TOY_QUERIES
+
+COLLECTIONS = {
+    "pets": ["cats", "dogs", "tea"],
+    "code": ["python", "rust", "coffee"],
+    "earth": ["volcano", "glacier", "cats"],
+}
+TINY = ["--base-model", None, "--workers", "1", "--cpus-per-worker", "1", "--epochs", "1",
+        "--max-steps-per-epoch", "2", "--mine-depth", "3", "--negatives", "2", "--max-length", "32"]
+
+
+def _collection(root: Path, name: str, doc_ids: list[str], records: list[dict], bert: Path) -> Path:
+    data = root / "data" / name
+    (data / "qrels").mkdir(parents=True)
+    write_jsonl(data / "corpus.jsonl", [r for r in records if r["_id"] in doc_ids])
+    queries = [{"_id": f"{name}-{d}-{n}", "text": t} for d in doc_ids for n, t in enumerate(TOY_QUERIES[d])]
+    write_jsonl(data / "queries.jsonl", queries)
+    rows = [f"{q['_id']}\t{q['_id'].split('-')[1]}\t1" for q in queries]
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+    build_index(data, root / "index" / name, Embedder(bert).load(), progress=False)
+    return data
+
+
+@pytest.fixture(scope="module")
+def collections(tmp_path_factory, tiny_bert_dir, corpus_records):
+    root = tmp_path_factory.mktemp("collections")
+    data = {n: _collection(root, n, ids, corpus_records, tiny_bert_dir) for n, ids in COLLECTIONS.items()}
+    return root, data
+
+
+def _tiny(bert: Path) -> list[str]:
+    return [str(bert) if arg is None else arg for arg in TINY]
+
+
+def test_train_on_several_collections_records_the_mix_and_its_corpora(local_ray, collections, tiny_bert_dir):
+    from bertsearch.jobs.cli import main
+
+    root, data = collections
+    out = root / "mixed"
+    spec = f"{data['pets']}:test,{data['code']}:test"
+    code = main(["train", "--datasets", spec, "--index-dir", str(root / "index"), "--out", str(out),
+                 "--temperature", "1", *_tiny(tiny_bert_dir)])
+    assert code == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    mix = meta["data"]["mixture"]
+    assert mix["temperature"] == 1.0 and set(mix["collections"]) == {"pets", "code"}
+    for counts in mix["collections"].values():
+        assert (counts["groups"], counts["sampled"], counts["share"]) == (6, 6, 0.5)
+    assert {c["source"] for c in meta["data"]["corpora"]} == {str(data["pets"]), str(data["code"])}
+    assert meta["training_groups"] == 12
+    for name in ("pets", "code"):  # each collection mined from its own index, kept for a rerun
+        groups = out.with_name("mixed.work") / "collections" / name / "groups.jsonl"
+        ids = {json.loads(line)["doc_ids"][0] for line in groups.open()}
+        assert ids == set(COLLECTIONS[name])
+    assert main(["train", "--datasets", spec, str(data["pets"]), "--index-dir", "x", "--out", "y"]) == 2
+
+
+def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_the_rule(
+    local_ray, collections, tiny_bert_dir, capsys
+):
+    from bertsearch.jobs.cli import main
+
+    root, data = collections
+    work, final = root / "loco", root / "general"
+    argv = ["loco", *(str(p) for p in data.values()), "--index-dir", str(root / "index"), "--work", str(work),
+            "--depths", "2,3", "--final-out", str(final), "--no-progress", *_tiny(tiny_bert_dir)]
+    assert main(argv) == 0
+    report = json.loads((work / "report.json").read_text())
+    folds = {f["collection"]: f for f in report["folds"]}
+    assert set(folds) == set(COLLECTIONS)
+    tables = {n: json.loads((work / "folds" / n / "points.json").read_text()) for n in COLLECTIONS}
+    for name, fold in folds.items():
+        assert fold["trained_on"] == [n for n in COLLECTIONS if n != name]  # never its own
+        meta = json.loads((work / "folds" / name / "model" / "metadata.json").read_text())
+        assert name not in meta["data"]["mixture"]["collections"]
+        # the fold's point is the best mean over the *other* folds' held-out tables
+        others = [tables[n] for n in COLLECTIONS if n != name]
+        means = {(d, w): np.mean([np.mean(t["grid"][d][w]) for t in others])
+                 for d in ("2", "3") for w in others[0]["grid"]["2"]}
+        best = max(means.values())
+        assert means[(str(fold["depth"]), f"{fold['weight']:.1f}")] == pytest.approx(best)
+        served = np.mean(tables[name]["grid"][str(fold["depth"])][f"{fold['weight']:.1f}"])
+        assert fold["reranked"] == pytest.approx(served)
+        assert fold["hybrid"] == pytest.approx(np.mean(tables[name]["hybrid"]))
+        assert fold["wins"] + fold["ties"] + fold["losses"] == fold["queries"] == 6
+    markdown = (work / "report.md").read_text()
+    assert all(f"| {name} | 6 |" in markdown for name in COLLECTIONS) and "Serving rule" in markdown
+    rule = json.loads((work / "unseen_rule.json").read_text())
+    assert (rule["rerank_top_n"], rule["rerank_weight"]) == (report["unseen_rule"]["rerank_top_n"],
+                                                            report["unseen_rule"]["rerank_weight"])
+    # the general model serves the rule on a corpus it never saw, its own point on its own corpora
+    unseen = root / "data" / "unseen"
+    (unseen / "qrels").mkdir(parents=True)
+    write_jsonl(unseen / "corpus.jsonl", [{"_id": "x", "title": "X", "text": "a new corpus about nothing"}])
+    build_index(unseen, root / "index-unseen", Embedder(tiny_bert_dir).load(), progress=False)
+    pipeline = open_pipeline(root / "index-unseen", reranker=final)
+    try:
+        assert pipeline.reranker.domain == "unseen"
+        assert pipeline.reranker.operating_point() == (rule["rerank_top_n"], rule["rerank_weight"])
+    finally:
+        pipeline.close()
+    pipeline = open_pipeline(root / "index" / "pets", reranker=final)
+    try:
+        assert pipeline.reranker.domain == "in-domain"
+    finally:
+        pipeline.close()
+    # a rerun finds every fold done and trains nothing again
+    before = {n: (work / "folds" / n / "model" / "model.safetensors").stat().st_mtime for n in COLLECTIONS}
+    capsys.readouterr()
+    assert main([a for a in argv if a != "--final-out" and a != str(final)]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"fold {n}: done before" in printed for n in COLLECTIONS)
+    after = {n: (work / "folds" / n / "model" / "model.safetensors").stat().st_mtime for n in COLLECTIONS}
+    assert after == before
+    assert json.loads((work / "report.json").read_text())["folds"] == report["folds"]
