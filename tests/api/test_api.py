@@ -221,3 +221,30 @@ def test_a_tuned_reranker_blends_by_its_own_weight_unless_the_request_sets_one(
     assert all(hit["score"] == hit["scores"]["blend"] for hit in blended["hits"][:3])
     for hit in alone["hits"]:
         assert "blend" not in hit["scores"] and hit["score"] == hit["scores"]["rerank"]
+
+
+
+@pytest.mark.unit
+def test_a_model_serves_its_unseen_corpus_point_on_a_corpus_it_was_not_trained_on(
+    tmp_path, tiny_bert_dir, tiny_cross_encoder_dir, corpus_records
+):
+    import shutil
+
+    from bertsearch.indexer.snapshot import IndexSnapshot
+
+    source = write_jsonl(tmp_path / "corpus.jsonl", corpus_records)
+    build_index(source, tmp_path / "index", Embedder(tiny_bert_dir).load(), progress=False)
+    own = IndexSnapshot.open(tmp_path / "index").manifest.corpus()
+    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
+    unseen = {"rerank_top_n": 2, "rerank_weight": 0.2, "chosen_by": "leave-one-corpus-out"}
+    elsewhere = {"source": "/elsewhere/corpus.jsonl", "digest": "0" * 64}
+    for corpus, expected in ((elsewhere, ("unseen", 2, 0.2)), (own, ("in-domain", 3, 0.3))):
+        record = {"rerank_weight": 0.3, "rerank_top_n": 3, "unseen_corpus": unseen,
+                  "data": {"corpora": [corpus]}}
+        (reranker / "metadata.json").write_text(json.dumps(record))
+        settings = ServiceSettings(index_dir=tmp_path / "index", reranker=str(reranker))
+        with TestClient(create_app(settings)) as client:
+            ready = client.get("/readyz").json()
+            answer = client.post("/search", json={"query": "brewed caffeine drink", "top_k": 5}).json()
+        assert (ready["reranker_domain"], ready["rerank_top_n"], ready["rerank_weight"]) == expected
+        assert answer["rerank"]["requested"] == expected[1]
