@@ -21,6 +21,7 @@ from bertsearch.jobs.cli import (
     feedback,
     indexing,
     loco,
+    pretrain,
     reranker,
     schedule,
     serving,
@@ -36,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (indexing, serving, evaluation, datasets, training, loco, reranker, schedule, feedback):
+    for module in (
+        indexing,
+        serving,
+        evaluation,
+        datasets,
+        training,
+        loco,
+        pretrain,
+        reranker,
+        schedule,
+        feedback,
+    ):
         module.register(sub)
     return parser
 

@@ -4,6 +4,8 @@
 worker), keeps every epoch's checkpoint under ``work_dir/ray``, and publishes the best epoch as a
 model folder. A ``work_dir`` that already holds checkpoints of the same settings resumes after
 the last of them; one made with other hyper-parameters is refused, naming them.
+:func:`run_trainer` is that TorchTrainer run for any worker entry point: ``bertsearch pretrain``
+(``jobs.training.pretrain``) runs its masked-LM workers through it too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,22 +93,15 @@ def fit(
     """
     group_size(groups)  # refuses no groups, or groups of different sizes
     started = time.perf_counter()
-    if config.base_model is not None and Path(config.base_model).exists():
-        # Ray workers do not run in this directory: hand them an absolute path, not a "hub id".
-        config = replace(config, base_model=str(Path(config.base_model).resolve()))
+    config = absolute_base_model(config)
     check_run_settings(work_dir, config, scaling, dev_metric if dev_eval is not None else None)
-    join_or_start_ray()
-    check_resources(scaling)
-    result = _trainer(groups, config, scaling, work_dir, dev_eval, latest_checkpoint(work_dir)).fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"training finished without a checkpoint; see the Ray logs under {work_dir}")
-    with result.checkpoint.as_directory() as folder:
-        history: list[dict[str, Any]] = load_state(Path(folder))["history"]
+    loop_config = {"config": config, "dev_eval": dev_eval}
+    history = run_trainer(
+        train_loop_per_worker, loop_config, scaling, work_dir, epochs=config.epochs, shared={"groups": groups}
+    )
     selected_by = f"dev_tuned_{dev_metric}" if dev_eval is not None else None
     best = best_epoch(history, selected_by)
-    source = work_dir.resolve() / RAY_RUN_NAME / f"epoch-{best:03d}" / MODEL_SUBDIR
-    if not source.is_dir():
-        raise FileNotFoundError(f"the checkpoint of epoch {best} is missing: {source}")
+    source = epoch_model_dir(work_dir, best)
     seconds = time.perf_counter() - started
     serving = dict(serving or {})
     if dev_eval is not None:
@@ -139,21 +135,69 @@ def _run_description(groups, config: TrainConfig, scaling: RayScaling, history, 
     }
 
 
-def _trainer(groups, config: TrainConfig, scaling: RayScaling, work_dir: Path, dev_eval, resume_from):
+def absolute_base_model(config):
+    """``config`` (any config with a ``base_model``) with a local base model as an absolute path:
+    Ray workers do not run in this directory, and would take a relative one for a hub id."""
+    if config.base_model is not None and Path(config.base_model).exists():
+        return replace(config, base_model=str(Path(config.base_model).resolve()))
+    return config
+
+
+def run_trainer(
+    train_loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    scaling: RayScaling,
+    work_dir: Path,
+    *,
+    epochs: int,
+    shared: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``train_loop`` on ``scaling.workers`` Ray Train workers and return the epoch records
+    of the last checkpoint (its ``trainer_state.pt`` history).
+
+    Each worker gets ``loop_config`` plus ``shared`` (put in Ray's object store once: the training
+    data), ``resume_from`` (see :func:`latest_checkpoint`) and ``threads``. A ``work_dir`` whose
+    last checkpoint is already of epoch ``epochs`` is a finished run: its history comes back at
+    once, without starting workers.
+    """
+    resume_from = latest_checkpoint(work_dir)
+    if resume_from is not None:
+        state = load_state(resume_from)
+        if state["epoch"] >= epochs:
+            return state["history"]
+    join_or_start_ray()
+    check_resources(scaling)
     import ray
+
+    loop_config = {
+        **loop_config,
+        **{name: ray.put(value) for name, value in (shared or {}).items()},
+        "resume_from": str(resume_from) if resume_from is not None else None,
+        "threads": max(1, int(scaling.cpus_per_worker)),
+    }
+    result = _trainer(train_loop, loop_config, scaling, work_dir).fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training finished without a checkpoint; see the Ray logs under {work_dir}")
+    with result.checkpoint.as_directory() as folder:
+        return load_state(Path(folder))["history"]
+
+
+def epoch_model_dir(work_dir: Path, epoch: int) -> Path:
+    """The model folder of epoch ``epoch``'s checkpoint; FileNotFoundError when it is missing."""
+    source = Path(work_dir).resolve() / RAY_RUN_NAME / f"epoch-{epoch:03d}" / MODEL_SUBDIR
+    if not source.is_dir():
+        raise FileNotFoundError(f"the checkpoint of epoch {epoch} is missing: {source}")
+    return source
+
+
+def _trainer(train_loop, loop_config: dict[str, Any], scaling: RayScaling, work_dir: Path):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})}
     return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "config": config,
-            "groups": ray.put(groups),
-            "dev_eval": dev_eval,
-            "resume_from": str(resume_from) if resume_from is not None else None,
-            "threads": max(1, int(scaling.cpus_per_worker)),
-        },
+        train_loop,
+        train_loop_config=loop_config,
         scaling_config=ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.use_gpu, resources_per_worker=resources
         ),
@@ -187,15 +231,24 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 
 def check_run_settings(
-    work_dir: Path, config: TrainConfig, scaling: RayScaling, dev_metric: str | None
+    work_dir: Path,
+    config: TrainConfig,
+    scaling: RayScaling,
+    dev_metric: str | None,
+    *,
+    data: dict[str, Any] | None = None,
 ) -> None:
     """Record the settings that decide the weights in ``work_dir``, or refuse a run whose settings
-    differ from those recorded there: resuming would silently continue the old run's checkpoints."""
-    settings = json.loads(json.dumps({
+    differ from those recorded there: resuming would silently continue the old run's checkpoints.
+    ``config`` is any config with ``hyperparameters()``; ``data`` (when given) describes the
+    training data, which must match too."""
+    settings = {
         "hyperparameters": config.hyperparameters(),
         "workers": scaling.workers,  # the effective batch and the data shards depend on it
         "dev_metric": dev_metric,
-    }, default=str))
+        **({"data": data} if data is not None else {}),
+    }
+    settings = json.loads(json.dumps(settings, default=str))
     path = Path(work_dir) / RUN_SETTINGS_FILE
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))

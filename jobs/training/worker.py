@@ -13,6 +13,8 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,56 +41,95 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model folder and the epoch and returning metrics), ``resume_from`` (a checkpoint folder on disk
     to start from when Ray has none registered, see ``ray_fit.latest_checkpoint``) and
     ``threads`` (torch CPU threads)."""
-    import ray
-    import ray.train
     import ray.train.torch
 
     config: TrainConfig = loop_config["config"]
-    groups = loop_config["groups"]
-    if isinstance(groups, ray.ObjectRef):
-        groups = ray.get(groups)
+    groups = shared_value(loop_config["groups"])
     dev_eval: DevEvaluation | None = loop_config.get("dev_eval")
-    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
-    context = ray.train.get_context()
-    shard = Shard(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
-
+    shard, checkpoint = worker_setup(loop_config)
     torch.manual_seed(config.seed)  # identical head initialisation on every worker
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and loop_config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint.from_directory(loop_config["resume_from"])
     encoder, state = _restore(config, checkpoint, shard)
     model = encoder.model
     wrapped = ray.train.torch.prepare_model(model)
     encoder.model = wrapped  # CrossEncoder.logits tokenizes exactly as serving does, then calls this
     steps = steps_per_epoch(len(groups), shard.world, config)
     optimizer, scheduler = make_optimizer(model, config, steps * config.epochs)
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start_epoch = state["history"], state["epoch"] + 1
+    history, start_epoch = resume_state(state, optimizer, scheduler)
+
+    def write_checkpoint(folder: str, *, epoch: int, record: dict[str, Any]) -> None:
+        model_dir = save_model(folder, encoder, model)
+        if dev_eval is not None:
+            started = time.perf_counter()
+            record.update({f"dev_{k}": float(v) for k, v in dev_eval(model_dir, epoch).items()})
+            record["dev_seconds"] = round(time.perf_counter() - started, 3)
+        save_state(folder, optimizer, scheduler, epoch=epoch, history=history, config=config)
 
     for epoch in range(start_epoch, config.epochs + 1):
-        record = run_epoch(encoder, wrapped, groups, config, optimizer, scheduler,
-                           epoch=epoch, steps=steps, shard=shard)
+        record = run_epoch(
+            encoder, wrapped, groups, config, optimizer, scheduler, epoch=epoch, steps=steps, shard=shard
+        )
         history.append(record)
-        name = f"epoch-{epoch:03d}"
-        if shard.rank != 0:
-            ray.train.report(record, checkpoint=None, checkpoint_dir_name=name)
-        else:
-            with tempfile.TemporaryDirectory() as folder:
-                model_dir = save_model(folder, encoder, model)
-                if dev_eval is not None:
-                    started = time.perf_counter()
-                    record.update({f"dev_{k}": float(v) for k, v in dev_eval(model_dir, epoch).items()})
-                    record["dev_seconds"] = round(time.perf_counter() - started, 3)
-                save_state(folder, optimizer, scheduler, epoch=epoch, history=history, config=config)
-                ray.train.report(
-                    record, checkpoint=ray.train.Checkpoint.from_directory(folder), checkpoint_dir_name=name
-                )
-        if config.kill_after_epoch == epoch:
-            os.kill(os.getpid(), signal.SIGKILL)  # as a machine loss would: no cleanup, no exception
+        write = partial(write_checkpoint, epoch=epoch, record=record)
+        end_epoch(epoch, record, shard, write, kill_after_epoch=config.kill_after_epoch)
+
+
+def shared_value(value: Any) -> Any:
+    """A value handed to the workers through Ray's object store (``run_trainer``'s ``shared``)."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+def worker_setup(loop_config: dict[str, Any]) -> tuple[Shard, Any]:
+    """Set torch's CPU threads (``threads``); return this worker's place in the data-parallel group
+    and the checkpoint to start from: the one Ray registered, else ``resume_from`` on disk (a
+    checkpoint a killed run wrote but Ray never registered), else None."""
+    import ray.train
+    import ray.train.torch
+
+    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
+    context = ray.train.get_context()
+    shard = Shard(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and loop_config.get("resume_from"):
+        checkpoint = ray.train.Checkpoint.from_directory(loop_config["resume_from"])
+    return shard, checkpoint
+
+
+def resume_state(state: dict[str, Any] | None, optimizer, scheduler) -> tuple[list[dict[str, Any]], int]:
+    """Restore optimizer and schedule from a checkpoint's state; the history so far and the epoch
+    to start at (``[]`` and 1 without a checkpoint)."""
+    if state is None:
+        return [], 1
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["history"], state["epoch"] + 1
+
+
+def end_epoch(
+    epoch: int,
+    record: dict[str, Any],
+    shard: Shard,
+    write_checkpoint: Callable[[str], None],
+    *,
+    kill_after_epoch: int | None = None,
+) -> None:
+    """Report the epoch to Ray: rank 0 first fills a fresh folder with ``write_checkpoint(folder)``
+    and reports it as the checkpoint ``epoch-NNN``; the other ranks report ``record`` only. With
+    ``kill_after_epoch == epoch`` the worker then SIGKILLs itself (the resume tests' hook)."""
+    import ray.train
+
+    name = f"epoch-{epoch:03d}"
+    if shard.rank != 0:
+        ray.train.report(record, checkpoint=None, checkpoint_dir_name=name)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            write_checkpoint(folder)
+            ray.train.report(
+                record, checkpoint=ray.train.Checkpoint.from_directory(folder), checkpoint_dir_name=name
+            )
+    if kill_after_epoch == epoch:
+        os.kill(os.getpid(), signal.SIGKILL)  # as a machine loss would: no cleanup, no exception
 
 
 def _restore(config: TrainConfig, checkpoint, shard: Shard) -> tuple[CrossEncoder, dict[str, Any] | None]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -137,7 +137,23 @@ def group_size(groups: Sequence[TrainingGroup]) -> int:
     return sizes.pop()
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: int):
+class OptimizerSettings(Protocol):
+    """What :func:`make_optimizer` reads: :class:`TrainConfig` has it, and so has the masked-LM
+    ``ranker.training.mlm.PretrainConfig``."""
+
+    @property
+    def learning_rate(self) -> float: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+    @property
+    def warmup_ratio(self) -> float: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def make_optimizer(model: torch.nn.Module, config: OptimizerSettings, total_steps: int):
     """AdamW over ``model`` with the warm-up + linear-decay schedule of ``total_steps`` steps."""
     optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -206,7 +222,7 @@ def run_epoch(
     seconds = time.perf_counter() - started
     return {
         "epoch": epoch,
-        "train_loss": _mean_across_workers(loss_sum, loss_count, shard.device),
+        "train_loss": mean_across_workers(loss_sum, loss_count, shard.device),
         "steps": steps,
         "pairs": steps * pairs_per_step,
         "train_seconds": round(seconds, 3),
@@ -229,8 +245,15 @@ def save_model(folder: Path, encoder: CrossEncoder, model: torch.nn.Module) -> P
     return model_dir
 
 
-def save_state(folder: Path, optimizer, scheduler, *, epoch: int, history: list[dict[str, Any]],
-               config: TrainConfig) -> None:
+def save_state(
+    folder: Path,
+    optimizer,
+    scheduler,
+    *,
+    epoch: int,
+    history: list[dict[str, Any]],
+    config: OptimizerSettings,
+) -> None:
     """Write the trainer state that a resumed run continues from, beside the model folder."""
     torch.save(
         {
@@ -253,10 +276,12 @@ def _pairs(batch: Sequence[TrainingGroup]) -> list[tuple[str, str]]:
     return [(group.query, passage) for group in batch for passage in group.passages]
 
 
-def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+def _parameter_groups(model: torch.nn.Module, config: OptimizerSettings) -> list[dict[str, Any]]:
     # Biases and LayerNorm weights take no weight decay (the BERT fine-tuning convention); the
-    # classification head (``classifier.*``, or ``score.*`` in some architectures) may get its own rate.
-    head_lr = config.head_learning_rate if config.head_learning_rate is not None else config.learning_rate
+    # classification head (``classifier.*``, or ``score.*`` in some architectures) may get its own
+    # rate. Only TrainConfig has a head rate: a masked-LM run has no relevance head.
+    head_lr = getattr(config, "head_learning_rate", None)
+    head_lr = head_lr if head_lr is not None else config.learning_rate
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -273,8 +298,15 @@ def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[
     ]
 
 
-def _mean_across_workers(total: float, count: int, device: torch.device) -> float:
-    values = torch.tensor([total, float(count)], dtype=torch.float64, device=device)  # NCCL wants GPU tensors
+def sum_across_workers(values: Sequence[float], device: torch.device) -> list[float]:
+    """Each of ``values`` summed over the data-parallel group (as it is outside one)."""
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)  # NCCL: GPU tensors
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(values)
-    return float(values[0] / values[1]) if values[1] > 0 else math.nan
+        torch.distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def mean_across_workers(total: float, count: int, device: torch.device) -> float:
+    """``total / count`` over the data-parallel group (NaN when nothing was counted)."""
+    total, count = sum_across_workers([total, count], device)
+    return total / count if count > 0 else math.nan

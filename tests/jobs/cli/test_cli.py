@@ -13,6 +13,7 @@ COMMANDS = {
     "split", "pseudo-dev", "train", "distill", "average-epochs", "reranker", "schedule", "schedule-status",
     "explain",
     "feedback-export",
+    "pretrain",
     "loco",
 }  # fmt: skip
 
