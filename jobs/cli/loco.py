@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-out", type=Path, default=None,
                    help="also train the general model on every collection and write the rule into it")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("domain-adaptive pre-training (each fold, on its held-out corpus's documents)")
+    g.add_argument("--pretrain-epochs", type=int, default=0,
+                   help="masked-LM epochs on the held-out corpus before fine-tuning (default 0: none)")
+    g.add_argument("--pretrain-steps", type=int, default=None, help="cap each pre-training epoch")
+    g.add_argument("--pretrain-limit", type=int, default=None, help="at most N documents of the corpus")
+    g.add_argument("--pretrain-lr", type=float, default=5e-5)
+    g.add_argument("--pretrain-batch-size", type=int, default=16)
     model_arguments(p)
     p.set_defaults(run=loco)
 
@@ -55,7 +62,8 @@ def loco(args: argparse.Namespace) -> int:
         scaling=scaling,
     )
     job = LocoJob(collections=held_out, work=args.work, template=template, extra=extra,
-                  final_out=args.final_out, **({"depths": tuple(args.depths)} if args.depths else {}))
+                  final_out=args.final_out, fold_base=_fold_base(args, train, scaling),
+                  **({"depths": tuple(args.depths)} if args.depths else {}))
     summary = run_loco(job, progress=not args.no_progress)
     for fold in summary["folds"]:
         mark = " (significant)" if fold["significant"] else ""
@@ -66,3 +74,20 @@ def loco(args: argparse.Namespace) -> int:
     print(f"mean: hybrid {mean['hybrid']:.4f} -> {mean['reranked']:.4f}; unseen-corpus rule: top "
           f"{rule['rerank_top_n']}, w {rule['rerank_weight']:.1f}; report: {args.work / 'report.md'}")
     return 0
+
+
+def _fold_base(args: argparse.Namespace, train, scaling):
+    """Pre-training on each held-out corpus (None without --pretrain-epochs)."""
+    from bertsearch.jobs.training.loco import pretrain_on_held_out
+    from bertsearch.ranker.training.mlm import PretrainConfig
+
+    if args.pretrain_epochs < 0:
+        raise ValueError(f"--pretrain-epochs must be 0 or more, got {args.pretrain_epochs}")
+    if not args.pretrain_epochs:
+        return None
+    config = PretrainConfig(
+        base_model=train.base_model, max_length=train.max_length, epochs=args.pretrain_epochs,
+        batch_size=args.pretrain_batch_size, learning_rate=args.pretrain_lr, precision=train.precision,
+        seed=train.seed, max_steps_per_epoch=args.pretrain_steps,
+    )
+    return pretrain_on_held_out(config, scaling, args.pretrain_limit)

@@ -44,7 +44,11 @@ from bertsearch.jobs.evaluation.operating_point import (
 from bertsearch.jobs.evaluation.runner import run_evaluation
 from bertsearch.jobs.evaluation.scoring import length_buckets, paired_p_value, per_query_scores, ranx_run
 from bertsearch.jobs.training.mixture import Collection, MixtureJob, run_mixture
+from bertsearch.jobs.training.pretrain import PretrainJob
+from bertsearch.jobs.training.pretrain import run as run_pretraining
+from bertsearch.jobs.training.ray_fit import RayScaling
 from bertsearch.ranker.model_dir import ModelRecord
+from bertsearch.ranker.training.mlm import PretrainConfig
 
 POINTS_FILE = "points.json"  # a fold's held-out per-query metric at every (depth, weight)
 RULE_FILE = "unseen_rule.json"
@@ -113,6 +117,7 @@ def _fold(job: LocoJob, held_out: Collection, folder: Path, progress: bool, log)
         template = job.template
         base = job.fold_base(held_out, folder) if job.fold_base is not None else None
         if base is not None:
+            log(f"fold {held_out.name}: fine-tuning from {base}")
             template = replace(template, train=replace(template.train, base_model=base))
         log(f"fold {held_out.name}: training on {', '.join(c.name for c in train_on)}")
         run_mixture(
@@ -124,6 +129,18 @@ def _fold(job: LocoJob, held_out: Collection, folder: Path, progress: bool, log)
     table["trained_on"] = [c.name for c in train_on]
     atomic.write_json(points, table)
     return table
+
+
+def pretrain_on_held_out(config: PretrainConfig, scaling: RayScaling, limit: int | None = None) -> FoldBase:
+    """A fold base that continues masked-LM pre-training on the held-out corpus's documents (never
+    its queries or judgments) into ``FOLD/pretrained``; a rerun reuses or resumes it."""
+
+    def pretrained(held_out: Collection, folder: Path) -> str:
+        job = PretrainJob(corpus=Path(held_out.dataset), out=folder / "pretrained", limit=limit,
+                          train=config, scaling=scaling)  # fmt: skip
+        return str(run_pretraining(job).model_dir.resolve())
+
+    return pretrained
 
 
 def _held_out_table(job: LocoJob, held_out: Collection, model: Path, out: Path, progress: bool) -> dict:

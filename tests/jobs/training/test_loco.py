@@ -69,6 +69,7 @@ def test_train_on_several_collections_records_the_mix_and_its_corpora(local_ray,
     assert main(["train", "--datasets", spec, str(data["pets"]), "--index-dir", "x", "--out", "y"]) == 2
 
 
+@pytest.mark.slow
 def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_the_rule(
     local_ray, collections, tiny_bert_dir, capsys
 ):
@@ -77,7 +78,8 @@ def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_t
     root, data = collections
     work, final = root / "loco", root / "general"
     argv = ["loco", *(str(p) for p in data.values()), "--index-dir", str(root / "index"), "--work", str(work),
-            "--depths", "2,3", "--final-out", str(final), "--no-progress", *_tiny(tiny_bert_dir)]
+            "--depths", "2,3", "--final-out", str(final), "--no-progress", "--pretrain-epochs", "1",
+            "--pretrain-steps", "1", "--pretrain-batch-size", "2", *_tiny(tiny_bert_dir)]
     assert main(argv) == 0
     report = json.loads((work / "report.json").read_text())
     folds = {f["collection"]: f for f in report["folds"]}
@@ -87,6 +89,11 @@ def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_t
         assert fold["trained_on"] == [n for n in COLLECTIONS if n != name]  # never its own
         meta = json.loads((work / "folds" / name / "model" / "metadata.json").read_text())
         assert name not in meta["data"]["mixture"]["collections"]
+        # fine-tuned from a masked-LM run on the held-out corpus's documents, and only those
+        pretrained = work / "folds" / name / "pretrained"
+        assert meta["base_model"] == str(pretrained.resolve())
+        corpus = json.loads((pretrained / "pretraining.json").read_text())["data"]
+        assert (corpus["corpus"], corpus["documents"]) == (str(data[name].resolve()), 3)
         # the fold's point is the best mean over the *other* folds' held-out tables
         others = [tables[n] for n in COLLECTIONS if n != name]
         means = {(d, w): np.mean([np.mean(t["grid"][d][w]) for t in others])
