@@ -7,8 +7,9 @@ reranker: it has no relevance head, and serving refuses it.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from bertsearch.jobs.cli.training import ray_arguments, ray_scaling
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,16 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     g.add_argument("--seed", type=int, default=13)
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
-    g = p.add_argument_group("Ray")
-    g.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP processes)")
-    g.add_argument("--use-gpu", action="store_true", help="one GPU per worker, NCCL")
-    g.add_argument(
-        "--cpus-per-worker",
-        type=float,
-        default=None,
-        help="CPUs Ray reserves per worker (default: all CPUs shared among the workers)",
-    )
-    g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray recovers from in-run")
+    ray_arguments(p)
     p.set_defaults(run=pretrain)
 
 
@@ -82,12 +74,8 @@ def pretrain(args: argparse.Namespace) -> int:
 
 def _pretrain_job(args: argparse.Namespace):
     from bertsearch.jobs.training.pretrain import PretrainJob
-    from bertsearch.jobs.training.ray_fit import RayScaling
     from bertsearch.ranker.training.mlm import PretrainConfig
 
-    cpus = args.cpus_per_worker
-    if cpus is None:
-        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / max(1, args.workers)
     return PretrainJob(
         corpus=args.corpus,
         out=args.out,
@@ -107,7 +95,5 @@ def _pretrain_job(args: argparse.Namespace):
             seed=args.seed,
             max_steps_per_epoch=args.max_steps_per_epoch,
         ),
-        scaling=RayScaling(
-            workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus, max_failures=args.max_failures
-        ),
+        scaling=ray_scaling(args),
     )

@@ -135,12 +135,28 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     g.add_argument("--seed", type=int, default=13)
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
+    ray_arguments(p)
+
+
+def ray_arguments(p: argparse.ArgumentParser) -> None:
+    """The Ray Train flags of every training command (read back by ray_scaling)."""
     g = p.add_argument_group("Ray")
     g.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP processes)")
     g.add_argument("--use-gpu", action="store_true", help="one GPU per worker, NCCL")
     g.add_argument("--cpus-per-worker", type=float, default=None,
                    help="CPUs Ray reserves per worker (default: all CPUs shared among the workers)")
     g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray recovers from in-run")
+
+
+def ray_scaling(args: argparse.Namespace):
+    """The RayScaling of ray_arguments' flags."""
+    from bertsearch.jobs.training.ray_fit import RayScaling
+
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / max(1, args.workers)
+    return RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
+                      max_failures=args.max_failures)
 
 
 def _add_average(sub: argparse._SubParsersAction) -> None:
@@ -245,13 +261,9 @@ def _train_job(args: argparse.Namespace):
 
 def model_settings(args: argparse.Namespace, *, passage: str):
     """Mining, training and Ray settings from the flags `train`, `distill` and `loco` share."""
-    from bertsearch.jobs.training.ray_fit import RayScaling
     from bertsearch.ranker.training.examples import MiningConfig
     from bertsearch.ranker.training.loop import TrainConfig
 
-    cpus = args.cpus_per_worker
-    if cpus is None:
-        cpus = 1.0 if os.environ.get("RAY_ADDRESS") else (os.cpu_count() or 1) / args.workers
     mining = MiningConfig(depth=args.mine_depth, negatives=args.negatives, sampling=args.sampling,
                           skip_top=args.skip_top, seed=args.seed, passage=passage)
     train = TrainConfig(
@@ -269,9 +281,7 @@ def model_settings(args: argparse.Namespace, *, passage: str):
         seed=args.seed,
         max_steps_per_epoch=args.max_steps_per_epoch,
     )
-    scaling = RayScaling(workers=args.workers, use_gpu=args.use_gpu, cpus_per_worker=cpus,
-                         max_failures=args.max_failures)
-    return mining, train, scaling
+    return mining, train, ray_scaling(args)
 
 
 def _feedback_source(args: argparse.Namespace):

@@ -67,24 +67,10 @@ class TrainConfig:
     kill_after_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_length < 16:
-            raise ValueError(f"max_length must be at least 16 tokens, got {self.max_length}")
-        for name in ("epochs", "groups_per_batch", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        check_training_settings(self, ("epochs", "groups_per_batch", "grad_accum", "log_every"))
         if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
             raise ValueError(f"head_learning_rate must be in (0, 1) or None, got {self.head_learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm <= 0:
-            raise ValueError("weight_decay must be >= 0 and max_grad_norm > 0")
         get_loss(self.loss)  # an unknown name is refused with the known ones
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError("max_steps_per_epoch must be at least 1 (or None for full epochs)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +78,26 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """What decides the trained weights: a resumed run must match these (not logging, not test hooks)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("log_every", "kill_after_epoch")}
+
+
+def check_training_settings(config, counts: Sequence[str]) -> None:
+    """The checks every training config shares (fine-tuning's TrainConfig, masked-LM's
+    PretrainConfig): lengths, counts of at least 1, rates, precision, the epoch cap."""
+    if config.max_length < 16:
+        raise ValueError(f"max_length must be at least 16 tokens, got {config.max_length}")
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not 0 < config.learning_rate < 1:
+        raise ValueError(f"learning_rate must be in (0, 1), got {config.learning_rate}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if config.weight_decay < 0 or config.max_grad_norm <= 0:
+        raise ValueError("weight_decay must be >= 0 and max_grad_norm > 0")
+    if config.precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {config.precision!r}")
+    if config.max_steps_per_epoch is not None and config.max_steps_per_epoch < 1:
+        raise ValueError("max_steps_per_epoch must be at least 1 (or None for full epochs)")
 
 
 def steps_per_epoch(groups: int, workers: int, config: TrainConfig) -> int:

@@ -32,7 +32,13 @@ import torch
 
 from bertsearch.indexer.documents import Document
 from bertsearch.indexer.models import Precision, autocast, use_bf16
-from bertsearch.ranker.training.loop import MODEL_SUBDIR, Shard, epoch_order, sum_across_workers
+from bertsearch.ranker.training.loop import (
+    MODEL_SUBDIR,
+    Shard,
+    check_training_settings,
+    epoch_order,
+    sum_across_workers,
+)
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # the label of a position the loss skips (transformers' convention)
@@ -66,23 +72,9 @@ class PretrainConfig:
     kill_after_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_length < 16:
-            raise ValueError(f"max_length must be at least 16 tokens, got {self.max_length}")
-        for name in ("epochs", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm <= 0:
-            raise ValueError("weight_decay must be >= 0 and max_grad_norm > 0")
+        check_training_settings(self, ("epochs", "batch_size", "log_every"))
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError("max_steps_per_epoch must be at least 1 (or None for full epochs)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
