@@ -217,7 +217,6 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
     data_info = {
         "dataset": str(dataset.root.resolve()) if dataset is not None else None,
         "index_version": snapshot.manifest.version,
-        "corpora": [snapshot.manifest.corpus()],  # where serving knows the model is in its domain
         "source": source,
         "mining": asdict(job.mining),
         "training_query_ids": settings_key({"ids": [q.id for q in queries]}),
@@ -240,7 +239,12 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
         dev_metric=job.dev_metric,
         serving=serving,
         provenance={
-            "data": {**data_info, "dev_split": job.dev_split, "groups_file": str(work_dir / GROUPS_FILE)},
+            "data": {
+                **data_info,
+                "corpora": [snapshot.manifest.corpus()],  # how serving tells its own corpus from others
+                "dev_split": job.dev_split,
+                "groups_file": str(work_dir / GROUPS_FILE),
+            },
             "mining_seconds": round(mining_seconds, 1),
             "preparation_seconds": round(time.perf_counter() - started, 1),  # index check + mining
             **({"chosen_on_test_split": True} if job.allow_test_split and job.dev_split else {}),
