@@ -246,10 +246,11 @@ def _describe(metrics: Metrics, state: ServingState) -> None:
     metrics.index.info({"version": state.version, "documents": str(state.snapshot.manifest.documents)})
     reranker = state.pipeline.reranker
     if reranker is not None:
+        top_n, weight, domain = state.pipeline.rerank_point
         metrics.reranker.info({
             "path": str(state.reranker_path), "version": str(state.reranker_version),
             "max_length": str(reranker.max_length),
-            "rerank_weight": str(reranker.rerank_weight), "rerank_top_n": str(reranker.rerank_top_n),
+            "rerank_weight": str(weight), "rerank_top_n": str(top_n), "domain": domain,
         })  # fmt: skip
 
 
@@ -388,9 +389,9 @@ def _add_index_routes(app: FastAPI) -> None:
         reranker = state.pipeline.reranker
         if reranker is not None:  # what the model's metadata.json set: how it reads and how much it counts
             body["reranker_max_length"] = reranker.max_length
-            body["rerank_weight"] = reranker.rerank_weight
-            body["rerank_top_n"] = reranker.rerank_top_n
-            body["reranker_domain"] = reranker.domain  # in-domain, unseen (its unseen-corpus point), unknown
+            # the point served on this index's corpus: in-domain, unseen (its unseen-corpus point), unknown
+            top_n, weight, domain = state.pipeline.rerank_point
+            body.update(rerank_weight=weight, rerank_top_n=top_n, reranker_domain=domain)
         watcher = getattr(request.app.state, "watcher", None)
         if watcher is not None and watcher.last_error:
             body["version_error"] = watcher.last_error  # still ready: the previous version serves

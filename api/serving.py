@@ -121,8 +121,6 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
     """A state serving ``snapshot`` with ``current``'s models; ModelMismatchError if they do not fit."""
     encoder: Embedder = current.pipeline.encoder
     snapshot.check_encoder(current.encoder_fingerprint, encoder.model_name)
-    if current.pipeline.reranker is not None:
-        current.pipeline.reranker.serve_corpus(snapshot.manifest.corpus())  # the new version's corpus
     pipeline = SearchPipeline(
         snapshot.lexical,
         snapshot.dense,
@@ -130,6 +128,7 @@ def switch_version(current: ServingState, snapshot: IndexSnapshot) -> ServingSta
         current.pipeline.reranker,
         current.pipeline.config,
         scorer=current.pipeline.scorer,  # the one scoring worker stays
+        corpus=snapshot.manifest.corpus(),  # another corpus may mean another operating point
     )
     _warm_up(pipeline)
     pipeline.score_cache = _score_cache(current.settings)
@@ -141,10 +140,9 @@ def switch_reranker(current: ServingState, path: str | None, version: str | None
     over ``current``'s index and encoder."""
     old = current.pipeline
     reranker = CrossEncoder(path).load() if path is not None else None
-    if reranker is not None:
-        reranker.serve_corpus(current.snapshot.manifest.corpus())
     scorer = current.make_scorer(reranker) if reranker is not None else None
-    pipeline = SearchPipeline(old.lexical, old.dense, old.encoder, reranker, old.config, scorer=scorer)
+    pipeline = SearchPipeline(old.lexical, old.dense, old.encoder, reranker, old.config, scorer=scorer,
+                              corpus=current.snapshot.manifest.corpus())  # fmt: skip
     try:
         _warm_up(pipeline)
     except Exception:

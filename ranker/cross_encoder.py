@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from bertsearch.indexer.models import (
     resolve_model,
     use_bf16,
 )
-from bertsearch.ranker.model_dir import UNKNOWN, ModelRecord
+from bertsearch.ranker.model_dir import ModelRecord
 
 RERANK_STAGE = "rerank"
 
@@ -59,8 +58,8 @@ class CrossEncoder:
             max_length = self.record.max_length
         check_batching(max_length, batch_size)
         self.max_length = max_length
-        # (rerank_top_n, rerank_weight, domain), replaced whole: a request reads one consistent pair
-        self._point = (self.record.serving_top_n, self.record.serving_weight, UNKNOWN)
+        self.rerank_weight = self.record.serving_weight
+        self.rerank_top_n = self.record.serving_top_n
         self.batch_size = batch_size
         if max_batch_tokens < max_length:
             raise ValueError(
@@ -72,30 +71,6 @@ class CrossEncoder:
         self.allow_untrained_head = allow_untrained_head
         self.model = None
         self.tokenizer = None
-
-    @property
-    def rerank_top_n(self) -> int:
-        return self._point[0]
-
-    @property
-    def rerank_weight(self) -> float:
-        return self._point[1]
-
-    @property
-    def domain(self) -> str:
-        """Whether the corpus served is one the model was trained on (see :meth:`serve_corpus`)."""
-        return self._point[2]
-
-    def operating_point(self) -> tuple[int, float]:
-        top_n, weight, _ = self._point
-        return top_n, weight
-
-    def serve_corpus(self, corpus: Mapping[str, Any] | None) -> str:
-        """Serve the operating point for ``corpus`` (an index manifest's ``corpus()``): the model's
-        unseen-corpus point when it was not trained on that corpus and has one (``bertsearch
-        loco``), its tuned point otherwise. Returns the domain (in-domain / unseen / unknown)."""
-        self._point = self.record.operating_point(corpus)
-        return self._point[2]
 
     def load(self) -> CrossEncoder:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -155,3 +130,4 @@ class CrossEncoder:
         """The model's raw output for a batch of pairs (with gradients when not in inference mode)."""
         encoded = self._tokenize(pairs, padding=True, return_tensors="pt").to(self.device)
         return self.model(**encoded).logits[:, 0]
+

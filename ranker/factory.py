@@ -40,14 +40,13 @@ def open_pipeline(
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
     reranker, _ = resolve_reranker(reranker)  # a registry serves its CURRENT version (None: hybrid)
     cross_encoder = CrossEncoder(reranker) if reranker is not None else None
-    if cross_encoder is not None:
-        cross_encoder.serve_corpus(snapshot.manifest.corpus())  # its point for corpora it was not trained on
-        if load_reranker_weights:
-            cross_encoder.load()
+    if cross_encoder is not None and load_reranker_weights:
+        cross_encoder.load()
     return SearchPipeline(
         snapshot.lexical,
         snapshot.dense,
         encoder,
         cross_encoder,
         config or PipelineConfig(),
+        corpus=snapshot.manifest.corpus(),  # the reranker serves its unseen-corpus point on others
     )

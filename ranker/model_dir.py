@@ -102,7 +102,10 @@ class ModelRecord:
         """Whether ``corpus`` (an index's ``{"source", "digest"}``) is one this model was trained on:
         IN_DOMAIN, UNSEEN, or UNKNOWN when either side does not say (older model folders)."""
         data = self.provenance.get("data")
-        corpora = data.get("corpora") if isinstance(data, Mapping) else None
+        corpora = list(data.get("corpora") or []) if isinstance(data, Mapping) else []
+        tuned = (self.rerank_weight_tuning or {}).get("corpus")
+        corpora += [tuned] if tuned else []  # a corpus the point was tuned on is its domain too
+        corpora = [known for known in corpora if isinstance(known, Mapping)]
         if not corpus or not corpora:
             return UNKNOWN
         for known in corpora:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -124,6 +124,7 @@ class SearchPipeline:
     ``scorer`` scores the reranker's pairs (default: a :class:`ChunkedScorer` of ``reranker`` in
     the calling thread; the query service hands it its scoring worker). ``score_cache`` keeps the
     reranker's scores of pairs seen before (``ranker.score_cache``; None: every pair is scored).
+    ``corpus`` is the index's ``Manifest.corpus()``: it decides the reranker's operating point.
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class SearchPipeline:
         config: PipelineConfig | None = None,
         scorer: PairScorer | None = None,
         score_cache: ScoreCache | None = None,
+        corpus: Mapping[str, Any] | None = None,
     ) -> None:
         if (dense is None) != (encoder is None):
             raise ValueError("a dense index and its query encoder go together: give both or neither")
@@ -142,6 +144,9 @@ class SearchPipeline:
         self.dense = dense
         self.encoder = encoder
         self.reranker = reranker
+        # (rerank_top_n, rerank_weight, domain) the reranker serves on this index's corpus: its
+        # unseen-corpus point when it was not trained on it (ModelRecord.operating_point)
+        self.rerank_point = reranker.record.operating_point(corpus) if reranker is not None else None
         self.scorer = scorer if scorer is not None else (ChunkedScorer(reranker) if reranker else None)
         self.score_cache = score_cache
         self.config = config or PipelineConfig(dense=dense is not None)
@@ -157,7 +162,7 @@ class SearchPipeline:
         """``config`` with the rerank settings it leaves to the reranker filled in from it."""
         if self.reranker is None:
             return config
-        top_n, weight = self.reranker.operating_point()  # one read: a corpus switch replaces both
+        top_n, weight, _ = self.rerank_point
         return replace(
             config,
             rerank_top_n=config.rerank_top_n or top_n,

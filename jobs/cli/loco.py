@@ -61,8 +61,9 @@ def loco(args: argparse.Namespace) -> int:
         train=train,
         scaling=scaling,
     )
+    base, base_settings = _fold_base(args, train, scaling)
     job = LocoJob(collections=held_out, work=args.work, template=template, extra=extra,
-                  final_out=args.final_out, fold_base=_fold_base(args, train, scaling),
+                  final_out=args.final_out, fold_base=base, fold_base_settings=base_settings,
                   **({"depths": tuple(args.depths)} if args.depths else {}))
     summary = run_loco(job, progress=not args.no_progress)
     for fold in summary["folds"]:
@@ -77,17 +78,18 @@ def loco(args: argparse.Namespace) -> int:
 
 
 def _fold_base(args: argparse.Namespace, train, scaling):
-    """Pre-training on each held-out corpus (None without --pretrain-epochs)."""
+    """Pre-training on each held-out corpus and its settings (None, None without --pretrain-epochs)."""
     from bertsearch.jobs.training.loco import pretrain_on_held_out
     from bertsearch.ranker.training.mlm import PretrainConfig
 
     if args.pretrain_epochs < 0:
         raise ValueError(f"--pretrain-epochs must be 0 or more, got {args.pretrain_epochs}")
     if not args.pretrain_epochs:
-        return None
+        return None, None
     config = PretrainConfig(
         base_model=train.base_model, max_length=train.max_length, epochs=args.pretrain_epochs,
         batch_size=args.pretrain_batch_size, learning_rate=args.pretrain_lr, precision=train.precision,
         seed=train.seed, max_steps_per_epoch=args.pretrain_steps,
     )
-    return pretrain_on_held_out(config, scaling, args.pretrain_limit)
+    settings = {**config.hyperparameters(), "limit": args.pretrain_limit}
+    return pretrain_on_held_out(config, scaling, args.pretrain_limit), settings

@@ -79,7 +79,7 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
                    "model the promotion gate must refuse)")
     p.add_argument("--mix", type=Path, default=None, metavar="FILE",
                    help="train on several judged collections: a YAML/JSON mix file (collections with "
-                   "dataset, split, dev_split, weight, index_dir; temperature); see docs/training.md")
+                   "dataset, split, dev_split, weight, index_dir; temperature); see docs/generalisation.md")
     p.add_argument("--datasets", default=None, metavar="PATH[:SPLIT[:DEV]],...",
                    help="several judged collections at once (each indexed under --index-dir/<name>)")
     p.add_argument("--temperature", type=float, default=None,

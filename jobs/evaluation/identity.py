@@ -41,7 +41,9 @@ def describe(
             "path": str(Path(path).resolve()),
             "fingerprint": weights_fingerprint(path),
             "max_length": pipeline.reranker.max_length,
-            "model_rerank_weight": pipeline.reranker.rerank_weight,
+            "model_rerank_weight": pipeline.rerank_point[1],
+            "model_rerank_top_n": pipeline.rerank_point[0],
+            "domain": pipeline.rerank_point[2],  # whether this corpus is one the model was trained on
         }
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -64,6 +66,7 @@ def describe(
             "built_by_this_run": built,
             "manifest": asdict(snapshot.manifest),
         },
+        "corpus": snapshot.manifest.corpus(),  # what the index was built from (source, digest)
         "encoder": {
             "model": pipeline.encoder.model_name,
             "fingerprint": pipeline.encoder.fingerprint(),

@@ -300,6 +300,7 @@ def tune(
         "report": str(Path(config.out).resolve()),
         "reranker": str(Path(config.reranker).resolve()),
         "hybrid": hybrid,
+        "corpus": result.identity.get("corpus"),  # the point is in-domain for the corpus it was tuned on
         **({"chosen_on_test_split": True} if config.split.lower() == "test" else {}),
     }
     choice_file = Path(config.out) / CHOICE_FILE

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from bertsearch.jobs.training.ray_fit import RayScaling
 from bertsearch.ranker.model_dir import ModelRecord
 from bertsearch.ranker.training.mlm import PretrainConfig
 
+EVAL_DEPTH = 100  # fused candidates each held-out query is evaluated over (EvalConfig's default)
 POINTS_FILE = "points.json"  # a fold's held-out per-query metric at every (depth, weight)
 RULE_FILE = "unseen_rule.json"
 REPORT_FILE = "report.md"
@@ -74,8 +75,11 @@ class LocoJob:
     max_p: float = 0.05
     final_out: Path | None = None
     fold_base: FoldBase | None = field(default=None, compare=False)
+    fold_base_settings: dict[str, Any] | None = None  # what fold_base does, for the folds' settings key
 
     def __post_init__(self) -> None:
+        if not self.depths or min(self.depths) < 1 or max(self.depths) > EVAL_DEPTH:
+            raise ValueError(f"--depths must lie between 1 and {EVAL_DEPTH} (the candidates evaluated)")
         if len(self.collections) < 2:
             raise ValueError("leave-one-corpus-out needs at least two collections to hold out")
         names = [c.name for c in (*self.collections, *self.extra)]
@@ -108,9 +112,16 @@ def run_loco(job: LocoJob, *, progress: bool = True, log: Callable[[str], None] 
 
 def _fold(job: LocoJob, held_out: Collection, folder: Path, progress: bool, log) -> dict[str, Any]:
     points = folder / POINTS_FILE
+    settings = fold_settings(job)
     if points.is_file():
+        table = json.loads(points.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(settings) | set(table.get("settings", {}))
+                         if settings.get(k) != table.get("settings", {}).get(k))  # fmt: skip
+        if changed:
+            raise ValueError(f"{folder} was made with other settings ({', '.join(changed)} differ); "
+                             "give another --work, or delete that fold's folder to redo it")  # fmt: skip
         log(f"fold {held_out.name}: done before ({points})")
-        return json.loads(points.read_text(encoding="utf-8"))
+        return table
     model = folder / "model"
     train_on = tuple(c for c in job.collections if c.name != held_out.name) + job.extra
     if ModelRecord.read(model) is None:
@@ -127,8 +138,22 @@ def _fold(job: LocoJob, held_out: Collection, folder: Path, progress: bool, log)
     log(f"fold {held_out.name}: evaluating on its {held_out.split!r} queries")
     table = _held_out_table(job, held_out, model, folder / "eval", progress)
     table["trained_on"] = [c.name for c in train_on]
+    table["settings"] = settings
     atomic.write_json(points, table)
     return table
+
+
+def fold_settings(job: LocoJob) -> dict[str, Any]:
+    """What decides a fold's table: a rerun with other settings must not reuse it."""
+    template = job.template
+    return json.loads(json.dumps({
+        "depths": sorted(job.depths), "weights": [float(w) for w in job.weights], "metric": job.metric,
+        "temperature": template.temperature, "mining": asdict(template.mining),
+        "train": template.train.hyperparameters(), "workers": template.scaling.workers,
+        "extra": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.extra],
+        "collections": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.collections],
+        "pretrain": job.fold_base_settings,
+    }, default=str))  # fmt: skip
 
 
 def pretrain_on_held_out(config: PretrainConfig, scaling: RayScaling, limit: int | None = None) -> FoldBase:

@@ -24,6 +24,7 @@ A mix file (YAML or JSON)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -32,6 +33,7 @@ from functools import partial
 from pathlib import Path
 
 from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.evaluation.config import METRICS
 from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.jobs.training.dev import evaluate_dev_collections
 from bertsearch.jobs.training.groups import settings_key
@@ -85,9 +87,14 @@ class MixtureJob:
             raise ValueError("a mix needs at least one collection")
         names = [c.name for c in self.collections]
         if len(set(names)) != len(names):
-            raise ValueError(f"collection names must differ (give each a `name`): {names}")
-        if self.temperature <= 0:
-            raise ValueError(f"--temperature must be positive, got {self.temperature}")
+            raise ValueError(f"collection names must differ: {names} (in a mix file, give each a `name`; "
+                             "with --datasets, folders of different names)")
+        if not self.temperature > 0 or self.temperature == float("inf"):
+            raise ValueError(f"--temperature must be a positive number, got {self.temperature}")
+        if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
+            raise ValueError(f"--dev-rerank-top-n must be between 1 and --dev-depth ({self.dev_depth})")
+        if self.dev_metric not in METRICS:
+            raise ValueError(f"--dev-metric must be one of {', '.join(METRICS)}, not {self.dev_metric!r}")
 
     @property
     def resolved_work_dir(self) -> Path:
@@ -95,44 +102,67 @@ class MixtureJob:
 
 
 def read_mix(path: Path, index_root: Path | None) -> tuple[list[Collection], float | None]:
-    """The collections and temperature of a mix file; relative paths are relative to the file."""
-    text = Path(path).read_text(encoding="utf-8")
-    if Path(path).suffix in (".yaml", ".yml"):
-        import yaml
+    """The collections and temperature of a mix file; relative paths are relative to the file.
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+    Raises ValueError naming the file (and the collection and field) for anything it cannot use.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except OSError as err:
+        raise ValueError(f"--mix {path}: cannot read it ({err.strerror or err})") from err
+    except ValueError as err:  # JSONDecodeError
+        raise ValueError(f"--mix {path}: not valid JSON ({err})") from err
+    except Exception as err:  # yaml.YAMLError
+        raise ValueError(f"--mix {path}: not valid YAML ({err})") from err
     if not isinstance(data, dict) or not isinstance(data.get("collections"), list) or not data["collections"]:
         raise ValueError(f"{path}: a mix file holds `collections:`, a list of {{dataset, split, ...}}")
-    base = Path(path).resolve().parent
-    collections = []
-    for n, entry in enumerate(data["collections"]):
-        unknown = (
-            set(entry) - {"dataset", "split", "dev_split", "weight", "index_dir", "name"}
-            if isinstance(entry, dict)
-            else {"(not a mapping)"}
-        )
-        if unknown or "dataset" not in entry:
-            raise ValueError(
-                f"{path}: collection {n + 1} needs `dataset` and knows dataset, split, "
-                f"dev_split, weight, index_dir, name (got {sorted(unknown) or 'no dataset'})"
-            )
-        dataset = base / entry["dataset"]
-        name = str(entry.get("name") or dataset.name)
-        index_dir = base / entry["index_dir"] if entry.get("index_dir") else _default_index(index_root, name)
-        collections.append(
-            Collection(
-                dataset,
-                index_dir,
-                str(entry.get("split", "train")),
-                entry.get("dev_split"),
-                float(entry.get("weight", 1.0)),
-                name,
-            )
-        )
+    base = path.resolve().parent
+    entries = enumerate(data["collections"], start=1)
+    collections = [_mix_entry(path, base, n, entry, index_root) for n, entry in entries]
     temperature = data.get("temperature")
-    return collections, None if temperature is None else float(temperature)
+    return collections, None if temperature is None else _number(path, "temperature", temperature)
+
+
+def _mix_entry(path: Path, base: Path, n: int, entry, index_root: Path | None) -> Collection:
+    where = f"{path}: collection {n}"
+    if not isinstance(entry, dict) or "dataset" not in entry:
+        raise ValueError(f"{where}: give a mapping with at least `dataset`")
+    unknown = set(entry) - {"dataset", "split", "dev_split", "weight", "index_dir", "name"}
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}; known: dataset, split, dev_split, "
+                         "weight, index_dir, name")
+    for field_name in ("dataset", "split", "dev_split", "index_dir", "name"):
+        if entry.get(field_name) is not None and not isinstance(entry[field_name], str):
+            raise ValueError(f"{where}: `{field_name}` must be a string, got {entry[field_name]!r}")
+    dataset = base / entry["dataset"]
+    name = check_name(entry.get("name") or dataset.name, where)
+    index_dir = base / entry["index_dir"] if entry.get("index_dir") else _default_index(index_root, name)
+    weight = _number(path, f"collection {n} weight", entry.get("weight", 1.0))
+    return Collection(dataset, index_dir, entry.get("split", "train"), entry.get("dev_split"), weight, name)
+
+
+def _number(path: Path, what: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number <= 0 or isinstance(value, bool):
+        raise ValueError(f"{path}: {what} must be a positive number, got {value!r}")
+    return number
+
+
+def check_name(name: str, where: str) -> str:
+    """A collection name is a folder name under WORK/collections: no separators, not . or .."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"{where}: {name!r} cannot name a collection (it names its folders); give `name`")
+    return name
 
 
 def parse_datasets(spec: str, index_root: Path | None, default_split: str) -> list[Collection]:
@@ -216,6 +246,9 @@ def run_mixture(job: MixtureJob, *, progress: bool = True) -> TrainOutcome:
         dev_eval=_dev_evaluation(job, dev, work_dir) if dev else None,
         dev_metric=job.dev_metric,
         serving={"rerank_top_n": job.dev_rerank_top_n} if dev else {},
+        run_data={"temperature": job.temperature, "collections": {
+            name: {k: info[k] for k in ("dataset", "training_query_ids", "weight", "sampled", "dev_split")}
+            for name, info in described.items()}},
         provenance={
             "data": {
                 "mixture": {"temperature": job.temperature, "collections": described},

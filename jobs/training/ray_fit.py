@@ -81,6 +81,7 @@ def fit(
     dev_metric: str = "ndcg@10",
     serving: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    run_data: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Train on ``groups`` with a Ray TorchTrainer and write the best epoch to ``out``.
 
@@ -94,7 +95,8 @@ def fit(
     group_size(groups)  # refuses no groups, or groups of different sizes
     started = time.perf_counter()
     config = absolute_base_model(config)
-    check_run_settings(work_dir, config, scaling, dev_metric if dev_eval is not None else None)
+    # run_data: what else decides the weights beyond the groups' own key (a mixture's temperature, weights)
+    check_run_settings(work_dir, config, scaling, dev_metric if dev_eval is not None else None, data=run_data)
     loop_config = {"config": config, "dev_eval": dev_eval}
     history = run_trainer(
         train_loop_per_worker, loop_config, scaling, work_dir, epochs=config.epochs, shared={"groups": groups}

@@ -83,3 +83,11 @@ def test_the_unseen_corpus_point_serves_only_corpora_the_model_was_not_trained_o
     assert ModelRecord().operating_point({"source": "/x", "digest": "y"}) == (50, 1.0, "unknown")
     with pytest.raises(ValueError, match="unseen_corpus needs rerank_top_n"):
         ModelRecord(unseen_corpus={"rerank_top_n": 0, "rerank_weight": 0.5})
+
+
+def test_a_corpus_the_point_was_tuned_on_is_in_domain_even_with_an_unseen_point():
+    trained = {"data": {"corpora": [{"source": "/data/scifact", "digest": "aa"}]}}
+    record = ModelRecord(provenance=trained).with_unseen_point(20, 0.3, {})
+    tuned = record.with_operating_point(0.6, 40, {"corpus": {"source": "/data/new", "digest": "dd"}})
+    assert tuned.operating_point({"source": "/data/new", "digest": "dd"}) == (40, 0.6, "in-domain")
+    assert tuned.operating_point({"source": "/data/other", "digest": "ee"}) == (20, 0.3, "unseen")

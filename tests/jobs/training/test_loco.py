@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ def _tiny(bert: Path) -> list[str]:
     return [str(bert) if arg is None else arg for arg in TINY]
 
 
+@pytest.mark.integration
 def test_train_on_several_collections_records_the_mix_and_its_corpora(local_ray, collections, tiny_bert_dir):
     from bertsearch.jobs.cli import main
 
@@ -116,13 +118,12 @@ def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_t
     build_index(unseen, root / "index-unseen", Embedder(tiny_bert_dir).load(), progress=False)
     pipeline = open_pipeline(root / "index-unseen", reranker=final)
     try:
-        assert pipeline.reranker.domain == "unseen"
-        assert pipeline.reranker.operating_point() == (rule["rerank_top_n"], rule["rerank_weight"])
+        assert pipeline.rerank_point == (rule["rerank_top_n"], rule["rerank_weight"], "unseen")
     finally:
         pipeline.close()
     pipeline = open_pipeline(root / "index" / "pets", reranker=final)
     try:
-        assert pipeline.reranker.domain == "in-domain"
+        assert pipeline.rerank_point[2] == "in-domain"
     finally:
         pipeline.close()
     # a rerun finds every fold done and trains nothing again
@@ -134,3 +135,75 @@ def test_loco_holds_each_collection_out_chooses_its_point_elsewhere_and_writes_t
     after = {n: (work / "folds" / n / "model" / "model.safetensors").stat().st_mtime for n in COLLECTIONS}
     assert after == before
     assert json.loads((work / "report.json").read_text())["folds"] == report["folds"]
+
+
+def _table(name: str, grid: dict[str, dict[str, list[float]]], hybrid: list[float]) -> dict:
+    queries = {f"{name}-{n}": "a query of " + "word " * n for n in range(len(hybrid))}
+    return {"collection": name, "metric": "ndcg@10", "queries": queries, "hybrid": hybrid, "grid": grid,
+            "trained_on": ["others"]}
+
+
+@pytest.mark.unit
+def test_each_fold_is_scored_at_the_point_the_other_folds_chose_and_losses_are_reported(tmp_path):
+    from bertsearch.jobs.training.loco import LocoJob, _summary, markdown
+    from bertsearch.jobs.training.mixture import Collection, MixtureJob
+
+    # a: best at (2, 1.0) on its own table; b and c both prefer (3, 0.5): a is scored at (3, 0.5)
+    tables = {
+        "a": _table("a", {"2": {"0.5": [0.5, 0.5, 0.5], "1.0": [0.9, 0.9, 0.9]},
+                          "3": {"0.5": [0.6, 0.2, 0.1], "1.0": [0.4, 0.4, 0.4]}}, [0.5, 0.5, 0.5]),
+        "b": _table("b", {"2": {"0.5": [0.1, 0.1, 0.1], "1.0": [0.2, 0.2, 0.2]},
+                          "3": {"0.5": [0.8, 0.8, 0.8], "1.0": [0.3, 0.3, 0.3]}}, [0.4, 0.4, 0.4]),
+        "c": _table("c", {"2": {"0.5": [0.3, 0.3, 0.3], "1.0": [0.3, 0.3, 0.3]},
+                          "3": {"0.5": [0.7, 0.7, 0.7], "1.0": [0.1, 0.1, 0.1]}}, [0.3, 0.3, 0.3]),
+    }
+    collections = tuple(Collection(tmp_path / n, tmp_path / "idx" / n, "test") for n in tables)
+    job = LocoJob(collections=collections, work=tmp_path, depths=(2, 3), weights=(0.5, 1.0),
+                  template=MixtureJob(collections=collections, out=tmp_path / "x"))
+    summary = _summary(job, tables)
+    folds = {f["collection"]: f for f in summary["folds"]}
+    assert (folds["a"]["depth"], folds["a"]["weight"]) == (3, 0.5)  # not its own best (2, 1.0)
+    assert folds["a"]["best_point_in_hindsight"] == {"depth": 2, "weight": 1.0, "value": pytest.approx(0.9)}
+    assert folds["a"]["reranked"] == pytest.approx(0.3) and folds["a"]["delta"] == pytest.approx(-0.2)
+    assert (folds["a"]["wins"], folds["a"]["ties"], folds["a"]["losses"]) == (1, 0, 2)
+    # b: over a and c, (2, 1.0) has the best mean (0.6); c: over a and b, (2, 1.0) and (3, 0.5) tie
+    # at 0.55, and a tie goes to the smaller depth
+    assert (folds["b"]["depth"], folds["b"]["weight"], folds["b"]["delta"]) == (2, 1.0, pytest.approx(-0.2))
+    assert (folds["c"]["depth"], folds["c"]["weight"], folds["c"]["delta"]) == (2, 1.0, pytest.approx(0.0))
+    assert summary["significant"]["wins"] == 0 and summary["ahead_on"] == 0
+    rule = summary["unseen_rule"]
+    assert (rule["rerank_top_n"], rule["rerank_weight"]) == (3, 0.5)  # best mean over all three
+    report = markdown(summary)
+    assert "Reranking lowers the mean on: a" in report
+    assert any(s["hurts"] for s in folds["a"]["slices"])
+    assert "- a, " in report  # its hurting slices are listed
+
+
+@pytest.mark.unit
+def test_a_mix_file_it_cannot_use_is_refused_naming_the_file_and_field(tmp_path):
+    from bertsearch.jobs.training.mixture import read_mix
+
+    mix = tmp_path / "mix.yaml"
+    cases = {
+        "collections: [": "not valid YAML",
+        "collections: []": "a mix file holds `collections:`",
+        "collections:\n  - split: test": "collection 1: give a mapping with at least `dataset`",
+        "collections:\n  - dataset: a\n    weight: abc": "collection 1 weight must be a positive number",
+        "collections:\n  - dataset: a\n    weight: .nan": "collection 1 weight must be a positive number",
+        "collections:\n  - dataset: 5": "`dataset` must be a string",
+        "collections:\n  - dataset: a\n    colour: red": "unknown fields ['colour']",
+        "temperature: hot\ncollections:\n  - dataset: a": "temperature must be a positive number",
+        "collections:\n  - dataset: a\n    name: ../x": "cannot name a collection",
+    }
+    for text, message in cases.items():
+        mix.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)) as refused:
+            read_mix(mix, tmp_path / "idx")
+        assert str(mix) in str(refused.value)
+    mix.write_text("temperature: 3\ncollections:\n  - dataset: data/a\n    split: test\n    weight: 2\n")
+    (collection,), temperature = read_mix(mix, tmp_path / "idx")
+    assert temperature == 3.0 and collection.dataset == tmp_path / "data" / "a"
+    assert (collection.index_dir, collection.split) == (tmp_path / "idx" / "a", "test")
+    assert collection.weight == 2.0
+    with pytest.raises(ValueError, match="cannot read it"):
+        read_mix(tmp_path / "missing.yaml", None)
