@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="collections trained on in every fold and never held out (e.g. scifact:train)")
     p.add_argument("--temperature", type=float, default=None,
                    help="mixture sampling temperature (default 2; see `train --mix`)")
+    p.add_argument("--epoch-groups", type=int, default=None,
+                   help="training groups per epoch of each fold (default: as many as its collections have)")
     p.add_argument("--depths", type=positive_ints("depths", "10,20,30,40,50"), default=None,
                    help="rerank depths of the operating-point grid (default 10,20,30,40,50)")
     p.add_argument("--final-out", type=Path, default=None,
@@ -57,6 +59,7 @@ def loco(args: argparse.Namespace) -> int:
         collections=held_out,
         out=args.work / "unused",
         temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+        epoch_groups=args.epoch_groups,
         mining=mining,
         train=train,
         scaling=scaling,

@@ -85,6 +85,9 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="with --mix/--datasets: sampling temperature, share ∝ (weight·groups)^(1/T); "
                    "1 keeps sizes, larger evens them out (default 2, or the mix file's)")
+    p.add_argument("--epoch-groups", type=int, default=None,
+                   help="with --mix/--datasets: training groups per epoch, sampled by temperature "
+                   "(default: as many as all collections have)")
     p.add_argument("--pseudo-limit", type=int, default=None, help="at most this many pseudo-queries (seeded)")
     p.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (built there when missing); negatives come from it. "
@@ -197,8 +200,8 @@ def _mixture_job(args: argparse.Namespace):
     from bertsearch.jobs.training.mixture import DEFAULT_TEMPERATURE, MixtureJob, parse_datasets, read_mix
 
     if args.mix is None and args.datasets is None:
-        if args.temperature is not None:
-            raise ValueError("--temperature needs --mix or --datasets")
+        if args.temperature is not None or args.epoch_groups is not None:
+            raise ValueError("--temperature and --epoch-groups need --mix or --datasets")
         return None
     given = {"DATASET": args.dataset is not None, "--mix with --datasets": args.mix and args.datasets,
              "--pseudo-queries": args.pseudo_queries, "--from-feedback": args.from_feedback is not None,
@@ -219,6 +222,7 @@ def _mixture_job(args: argparse.Namespace):
     return MixtureJob(
         collections=tuple(collections), out=args.out,
         temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
+        epoch_groups=args.epoch_groups,
         work_dir=args.work_dir, fresh=args.fresh, mining=mining, train=train, scaling=scaling,
         dev_metric=args.dev_metric, dev_depth=args.dev_depth, dev_rerank_top_n=args.dev_rerank_top_n,
     )

@@ -148,7 +148,8 @@ def fold_settings(job: LocoJob) -> dict[str, Any]:
     template = job.template
     return json.loads(json.dumps({
         "depths": sorted(job.depths), "weights": [float(w) for w in job.weights], "metric": job.metric,
-        "temperature": template.temperature, "mining": asdict(template.mining),
+        "temperature": template.temperature, "epoch_groups": template.epoch_groups,
+        "mining": asdict(template.mining),
         "train": template.train.hyperparameters(), "workers": template.scaling.workers,
         "extra": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.extra],
         "collections": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.collections],

@@ -73,6 +73,7 @@ class MixtureJob:
     collections: tuple[Collection, ...]
     out: Path
     temperature: float = DEFAULT_TEMPERATURE
+    epoch_groups: int | None = None  # groups per epoch (None: as many as all collections have)
     work_dir: Path | None = None
     fresh: bool = False
     mining: MiningConfig = field(default_factory=MiningConfig)
@@ -91,6 +92,8 @@ class MixtureJob:
                              "with --datasets, folders of different names)")
         if not self.temperature > 0 or self.temperature == float("inf"):
             raise ValueError(f"--temperature must be a positive number, got {self.temperature}")
+        if self.epoch_groups is not None and self.epoch_groups < 1:
+            raise ValueError(f"--epoch-groups must be at least 1, got {self.epoch_groups}")
         if not 1 <= self.dev_rerank_top_n <= self.dev_depth:
             raise ValueError(f"--dev-rerank-top-n must be between 1 and --dev-depth ({self.dev_depth})")
         if self.dev_metric not in METRICS:
@@ -233,7 +236,7 @@ def run_mixture(job: MixtureJob, *, progress: bool = True) -> TrainOutcome:
         corpora.append(snapshot.manifest.corpus())
         described[collection.name] = {**info, "dev_split": collection.dev_split}
     weights = {c.name: c.weight for c in job.collections}
-    mixed, summary = sample_mixture(groups, weights, job.temperature, job.mining.seed)
+    mixed, summary = sample_mixture(groups, weights, job.temperature, job.mining.seed, job.epoch_groups)
     for name, counts in summary.items():
         described[name].update(counts)
     dev = [c for c in job.collections if c.dev_split is not None]
@@ -246,7 +249,7 @@ def run_mixture(job: MixtureJob, *, progress: bool = True) -> TrainOutcome:
         dev_eval=_dev_evaluation(job, dev, work_dir) if dev else None,
         dev_metric=job.dev_metric,
         serving={"rerank_top_n": job.dev_rerank_top_n} if dev else {},
-        run_data={"temperature": job.temperature, "collections": {
+        run_data={"temperature": job.temperature, "epoch_groups": job.epoch_groups, "collections": {
             name: {k: info[k] for k in ("dataset", "training_query_ids", "weight", "sampled", "dev_split")}
             for name, info in described.items()}},
         provenance={

@@ -50,3 +50,9 @@ def test_a_small_collection_is_repeated_in_whole_passes_and_a_large_one_subsampl
     assert [g.query_id for g in again] == [g.query_id for g in mixed]
     other, _ = sample_mixture(groups, {}, temperature=1000.0, seed=4)
     assert [g.query_id for g in other] != [g.query_id for g in mixed]
+
+
+def test_an_epoch_can_be_given_its_size():
+    groups = {"big": _groups("big", 90), "small": _groups("small", 10)}
+    mixed, summary = sample_mixture(groups, {}, temperature=1.0, seed=1, size=20)
+    assert len(mixed) == 20 and (summary["big"]["sampled"], summary["small"]["sampled"]) == (18, 2)
