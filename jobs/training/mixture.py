@@ -207,18 +207,46 @@ def run_mixture(job: MixtureJob, *, progress: bool = True) -> TrainOutcome:
     work_dir = job.resolved_work_dir
     if job.fresh and work_dir.exists():
         shutil.rmtree(work_dir)
+    groups, described, corpora, mining_seconds = _mine_collections(job, work_dir, progress)
+    weights = {c.name: c.weight for c in job.collections}
+    mixed, summary = sample_mixture(groups, weights, job.temperature, job.mining.seed, job.epoch_groups)
+    for name, counts in summary.items():
+        described[name].update(counts)
+    dev = [c for c in job.collections if c.dev_split is not None]
+    keyed = ("dataset", "training_query_ids", "weight", "sampled", "dev_split")
+    return fit(
+        mixed,
+        job.train,
+        job.scaling,
+        out=job.out,
+        work_dir=work_dir,
+        dev_eval=_dev_evaluation(job, dev, work_dir) if dev else None,
+        dev_metric=job.dev_metric,
+        serving={"rerank_top_n": job.dev_rerank_top_n} if dev else {},
+        # the mixture decides the weights too: a rerun with another one must not resume these checkpoints
+        run_data={"temperature": job.temperature, "epoch_groups": job.epoch_groups,
+                  "collections": {name: {k: info[k] for k in keyed} for name, info in described.items()}},
+        provenance={
+            "data": {
+                "mixture": {"temperature": job.temperature, "epoch_groups": len(mixed),
+                            "collections": described},
+                "corpora": corpora,
+                "dev_splits": {c.name: c.dev_split for c in dev},
+            },
+            "mining_seconds": round(mining_seconds, 1),
+            "preparation_seconds": round(time.perf_counter() - started, 1),
+        },
+    )  # fmt: skip
+
+
+def _mine_collections(job: MixtureJob, work_dir: Path, progress: bool):
+    """Each collection's groups (mined from its own index, or reused from WORK/collections/<name>),
+    what produced them, the corpora, and the seconds spent mining."""
     groups, described, corpora, mining_seconds = {}, {}, [], 0.0
     for collection in job.collections:
-        single = TrainJob(
-            dataset=collection.dataset,
-            index_dir=collection.index_dir,
-            out=job.out,
-            split=collection.split,
-            dev_split=collection.dev_split,
-            mining=job.mining,
-            train=job.train,
-            allow_test_split=False,
-        )
+        single = TrainJob(dataset=collection.dataset, index_dir=collection.index_dir, out=job.out,
+                          split=collection.split, dev_split=collection.dev_split, mining=job.mining,
+                          train=job.train)  # fmt: skip
         dataset = BeirDataset(collection.dataset)
         snapshot, _ = ensure_index(dataset, collection.index_dir, progress=progress)
         queries, source = training_queries(single, dataset)
@@ -235,33 +263,7 @@ def run_mixture(job: MixtureJob, *, progress: bool = True) -> TrainOutcome:
         mining_seconds += seconds
         corpora.append(snapshot.manifest.corpus())
         described[collection.name] = {**info, "dev_split": collection.dev_split}
-    weights = {c.name: c.weight for c in job.collections}
-    mixed, summary = sample_mixture(groups, weights, job.temperature, job.mining.seed, job.epoch_groups)
-    for name, counts in summary.items():
-        described[name].update(counts)
-    dev = [c for c in job.collections if c.dev_split is not None]
-    return fit(
-        mixed,
-        job.train,
-        job.scaling,
-        out=job.out,
-        work_dir=work_dir,
-        dev_eval=_dev_evaluation(job, dev, work_dir) if dev else None,
-        dev_metric=job.dev_metric,
-        serving={"rerank_top_n": job.dev_rerank_top_n} if dev else {},
-        run_data={"temperature": job.temperature, "epoch_groups": job.epoch_groups, "collections": {
-            name: {k: info[k] for k in ("dataset", "training_query_ids", "weight", "sampled", "dev_split")}
-            for name, info in described.items()}},
-        provenance={
-            "data": {
-                "mixture": {"temperature": job.temperature, "collections": described},
-                "corpora": corpora,
-                "dev_splits": {c.name: c.dev_split for c in dev},
-            },
-            "mining_seconds": round(mining_seconds, 1),
-            "preparation_seconds": round(time.perf_counter() - started, 1),
-        },
-    )
+    return groups, described, corpora, mining_seconds
 
 
 def _dev_evaluation(job: MixtureJob, dev: list[Collection], work_dir: Path):
