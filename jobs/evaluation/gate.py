@@ -34,7 +34,7 @@ from ranx import Qrels
 from bertsearch.jobs.datasets.beir import BeirDataset, JudgedQueries
 from bertsearch.jobs.datasets.feedback import read_sessions
 from bertsearch.jobs.evaluation.config import METRICS, EvalConfig, check_choice_split
-from bertsearch.jobs.evaluation.operating_point import DEPTHS, at_depth, choose_operating_point, reweighted
+from bertsearch.jobs.evaluation.operating_point import DEPTHS, choose_operating_point, per_query_at
 from bertsearch.jobs.evaluation.runner import retrieve, run_evaluation
 from bertsearch.jobs.evaluation.scoring import paired_p_value, per_query_scores, ranx_run
 from bertsearch.ranker.factory import open_pipeline
@@ -200,9 +200,8 @@ def _cross_fitted(reranker: Path, config: GateConfig, out: Path) -> dict[str, fl
         held = [q for q in ids if fold_of[q] == fold]
         others = replace(judged, queries={q: t for q, t in judged.queries.items() if fold_of[q] != fold})
         point = choose_operating_point(run, others, metric=config.metric)
-        scored = reweighted(at_depth(run, point.depth), point.weight)
         qrels = Qrels({q: judged.qrels[q] for q in held})
-        per_query = per_query_scores(qrels, ranx_run(scored, qrels), [config.metric])[config.metric]
+        per_query = per_query_at(run, qrels, config.metric, point.weight, point.depth)
         scores.update({q: per_query.get(q, 0.0) for q in held})
     return scores
 

@@ -84,6 +84,15 @@ def _split_reranked(run: ConfigRun, query_id: str) -> tuple[list[Hit], list[Hit]
     return [h for h in hits if RERANK_STAGE in h.scores], [h for h in hits if RERANK_STAGE not in h.scores]
 
 
+def per_query_at(
+    run: ConfigRun, qrels, metric: str, weight: float, depth: int | None = None
+) -> dict[str, float]:
+    """Per-query ``metric`` of ``run`` (reranked with weight 1) as served at ``weight`` (and, given
+    ``depth``, with only its ``depth`` best fused candidates reranked); ``qrels`` a ranx Qrels."""
+    served = reweighted(at_depth(run, depth) if depth is not None else run, weight)
+    return per_query_scores(qrels, ranx_run(served, qrels), [metric])[metric]
+
+
 def choose_rerank_weight(
     run: ConfigRun, judged: JudgedQueries, *, metric: str = "ndcg@10", weights=WEIGHTS
 ) -> WeightChoice:
@@ -104,7 +113,7 @@ def choose_rerank_weight(
     query_ids = list(judged.queries)
     by_weight: dict[float, float] = {}
     for weight in weights:
-        per_query = per_query_scores(qrels, ranx_run(reweighted(run, weight), qrels), [metric])[metric]
+        per_query = per_query_at(run, qrels, metric, weight)
         by_weight[float(weight)] = float(np.mean([per_query.get(q, 0.0) for q in query_ids]))
     best = _best_weight(by_weight)
     return WeightChoice(

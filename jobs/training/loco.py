@@ -37,12 +37,12 @@ from bertsearch.jobs.evaluation.operating_point import (
     WeightChoice,
     at_depth,
     choice_record,
+    per_query_at,
     pooled_choice,
-    reweighted,
     tuning_eval_config,
 )
 from bertsearch.jobs.evaluation.runner import run_evaluation
-from bertsearch.jobs.evaluation.scoring import length_buckets, paired_p_value, per_query_scores, ranx_run
+from bertsearch.jobs.evaluation.scoring import length_buckets, paired_p_value
 from bertsearch.jobs.training.mixture import Collection, MixtureJob, run_mixture
 from bertsearch.jobs.training.pretrain import PretrainJob
 from bertsearch.jobs.training.pretrain import run as run_pretraining
@@ -189,11 +189,9 @@ def _held_out_table(job: LocoJob, held_out: Collection, model: Path, out: Path, 
     reranked = next(run for run in result.runs if run.name == "hybrid+rerank")
     grid: dict[str, dict[str, list[float]]] = {}
     for depth in sorted(job.depths):
-        shallow = at_depth(reranked, depth)
-        grid[str(depth)] = {}
-        for weight in job.weights:
-            scores = per_query_scores(qrels, ranx_run(reweighted(shallow, weight), qrels), [job.metric])
-            grid[str(depth)][f"{weight:.1f}"] = [scores[job.metric].get(q, 0.0) for q in query_ids]
+        shallow = at_depth(reranked, depth)  # once per depth; each weight re-orders it
+        row = {f"{w:.1f}": per_query_at(shallow, qrels, job.metric, w) for w in job.weights}
+        grid[str(depth)] = {w: [scores.get(q, 0.0) for q in query_ids] for w, scores in row.items()}
     hybrid = result.config("hybrid").per_query[job.metric]
     return {
         "collection": held_out.name,
