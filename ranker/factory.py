@@ -21,6 +21,8 @@ def open_pipeline(
     snapshot: IndexSnapshot | None = None,
     precision: Precision = "auto",
     load_reranker_weights: bool = True,
+    reranker_max_length: int | None = None,
+    reranker_precision: Precision = "auto",
 ) -> SearchPipeline:
     """Load the current index version, its query encoder and (optionally) a trained reranker.
 
@@ -30,6 +32,8 @@ def open_pipeline(
     UntrainedRerankerError when ``reranker`` has no trained head. ``precision`` is the query encoder's.
     ``load_reranker_weights`` False reads only the reranker's settings (its model folder record),
     for a pipeline whose scorer runs elsewhere (a Ray Serve reranker deployment): give it one.
+    ``reranker_max_length`` None reads the length the reranker's folder records (what serving
+    uses); another value measures what a length costs. ``reranker_precision`` is the reranker's.
     """
     snapshot = snapshot or IndexSnapshot.open(index_dir)
     if snapshot.dense is not None:
@@ -39,7 +43,11 @@ def open_pipeline(
     encoder = Embedder(model, max_length=int(built.get("max_length", 256)), precision=precision).load()
     snapshot.check_encoder(encoder.fingerprint(), encoder.model_name)
     reranker, _ = resolve_reranker(reranker)  # a registry serves its CURRENT version (None: hybrid)
-    cross_encoder = CrossEncoder(reranker) if reranker is not None else None
+    cross_encoder = (
+        CrossEncoder(reranker, max_length=reranker_max_length, precision=reranker_precision)
+        if reranker is not None
+        else None
+    )
     if cross_encoder is not None and load_reranker_weights:
         cross_encoder.load()
     return SearchPipeline(

@@ -65,6 +65,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="encoder precision (auto: bf16 where the CPU/GPU runs it natively)",
     )
     p.add_argument(
+        "--rerank-precision", choices=("auto", "fp32", "bf16"), default="auto",
+        help="reranker precision (auto, as served: bf16 where the CPU/GPU runs it natively)",
+    )
+    p.add_argument(
+        "--rerank-max-length", type=int, default=None,
+        help="tokens per (query, document) pair the reranker reads (default: the length its "
+        f"{METADATA_FILE} records, which serving uses); measures what another length costs",
+    )
+    p.add_argument(
         "--model", default=None,
         help="encoder to build a missing index with (default: the packaged all-MiniLM-L6-v2)",
     )
@@ -149,6 +158,8 @@ def evaluate(args: argparse.Namespace) -> int:
         stat_test=args.stat_test,
         max_p=args.max_p,
         precision=args.precision,
+        rerank_max_length=args.rerank_max_length,
+        rerank_precision=args.rerank_precision,
         model=args.model,
     )
     result = run_evaluation(config, progress=not args.no_progress, command=command_line())

@@ -79,6 +79,8 @@ class EvalConfig:
     stat_test: str = "student"
     max_p: float = 0.05
     precision: Precision = "auto"
+    rerank_max_length: int | None = None  # None: the length the reranker's folder records
+    rerank_precision: Precision = "auto"
     model: str | Path | None = None
     query_batch: int = 64
     per_query_metric: str = "ndcg@10"
@@ -108,6 +110,8 @@ class EvalConfig:
             raise ValueError(
                 f"rerank_top_n must be between 1 and the depth ({self.depth}), got {self.rerank_top_n}"
             )
+        if self.rerank_max_length is not None and self.rerank_max_length < 8:
+            raise ValueError(f"rerank_max_length must be at least 8 tokens, got {self.rerank_max_length}")
         if self.stat_test not in STAT_TESTS:
             raise ValueError(f"stat_test must be one of {', '.join(STAT_TESTS)}, not {self.stat_test!r}")
         if not 0.0 < self.max_p < 1.0:

@@ -41,6 +41,9 @@ def describe(
             "path": str(Path(path).resolve()),
             "fingerprint": weights_fingerprint(path),
             "max_length": pipeline.reranker.max_length,
+            "model_max_length": pipeline.reranker.record.max_length,
+            "precision": config.rerank_precision,
+            "bf16": pipeline.reranker.bf16,
             "model_rerank_weight": pipeline.rerank_point[1],
             "model_rerank_top_n": pipeline.rerank_point[0],
             "domain": pipeline.rerank_point[2],  # whether this corpus is one the model was trained on

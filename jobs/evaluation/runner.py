@@ -58,6 +58,8 @@ def run_evaluation(
         config=next(iter(pipeline_configs.values())),
         snapshot=snapshot,
         precision=config.precision,
+        reranker_max_length=config.rerank_max_length,
+        reranker_precision=config.rerank_precision,
     )
     try:
         runs = [

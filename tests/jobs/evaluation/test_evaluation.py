@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from bertsearch.jobs.evaluation.scoring import (
     score,
 )
 from bertsearch.jobs.indexing.reuse import ensure_index
+from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.pipeline import PipelineConfig
 from support.datasets import QUERIES, write_dataset
 from support.files import write_jsonl
@@ -237,6 +239,32 @@ def test_rerank_configuration_is_reranked(tiny_report):
         assert sorted(ranked[start : start + 5]) == sorted(fused[start : start + 5])
         assert ranked[start + 5 : start + 8] == fused[start + 5 : start + 8]
     assert ranked != fused
+
+
+def test_a_reranker_length_and_precision_are_measured_as_asked(
+    tiny_report, tiny_cross_encoder_dir, corpus_records
+):
+    """--rerank-max-length / --rerank-precision: the run reranks with that length and precision
+    (the run's scores are those of that length) and the report records both next to the model's."""
+    _, config = tiny_report
+    short = run_evaluation(
+        replace(config, out=config.out / "short", configs=("hybrid", "hybrid+rerank"),
+                rerank_max_length=8, rerank_precision="fp32"),
+        progress=False,
+    )
+    reranker = short.identity["reranker"]
+    assert (reranker["max_length"], reranker["precision"], reranker["bf16"]) == (8, "fp32", False)
+    assert reranker["model_max_length"] != 8
+    assert short.config("hybrid+rerank").pipeline["rerank_weight"] == 1.0  # the score is the reranker's
+    lines = (config.out / "short" / "runs" / "hybrid+rerank.trec").read_text().splitlines()
+    head = [line.split() for line in lines if line.startswith("q1 ")][:5]
+    bodies = {r["_id"]: f"{r['title']} {r['text']}".strip() for r in corpus_records}
+    query = BeirDataset(config.dataset).load(config.split).queries["q1"]
+    encoder = CrossEncoder(tiny_cross_encoder_dir, max_length=8, precision="fp32").load()
+    expected = encoder.score_pairs([(query, bodies[row[2]]) for row in head])
+    np.testing.assert_allclose([float(row[4]) for row in head], expected, atol=1e-4)
+    at_model_length = CrossEncoder(tiny_cross_encoder_dir, precision="fp32").load()
+    assert not np.allclose(at_model_length.score_pairs([(query, bodies[row[2]]) for row in head]), expected)
 
 
 def test_an_existing_index_of_the_corpus_is_reused(tiny_report, tiny_bert_dir):
