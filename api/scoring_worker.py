@@ -26,11 +26,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bertsearch.ranker.cross_encoder import CrossEncoder
-from bertsearch.ranker.rerank_budget import BUDGET, FAILURE, QUEUE, Overloaded, ScoredPrefix, SpeedEstimate
+from bertsearch.ranker.rerank_budget import (
+    BUDGET,
+    FAILURE,
+    QUEUE,
+    Overloaded,
+    ScoredPrefix,
+    SpeedEstimate,
+    pair_tokens,
+)
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4  # a cheap length proxy: batches are bounded before anything is tokenized
 QUEUE_SHARE = 0.25  # a cut job that waited more than this share of its budget was cut by the queue
 
 
@@ -61,6 +68,7 @@ class WorkerSettings:
 @dataclass(eq=False)
 class _Job:
     pairs: Sequence[tuple[str, str]]
+    costs: list[int]  # each pair's tokens (``pair_tokens``), computed once by the request thread
     deadline: float | None
     enqueued: float
     scores: np.ndarray = field(init=False)
@@ -77,6 +85,10 @@ class _Job:
     @property
     def waiting(self) -> int:
         return len(self.pairs) - self.next
+
+    @property
+    def waiting_tokens(self) -> int:
+        return sum(self.costs[self.next :])
 
 
 class ScoringWorker:
@@ -116,14 +128,14 @@ class ScoringWorker:
         passes, whichever comes first: with budgets, the wait is bounded by the budgets ahead,
         not by the pairs they asked for.
         """
-        per_pair = self.speed.seconds_per_pair or 0.0
+        per_token = self.speed.seconds_per_token or 0.0
         now = time.monotonic()
         ends = now
         with self._cond:
             for job in self._jobs:
                 if job.abandoned:
                     continue
-                finish = ends + job.waiting * per_pair
+                finish = ends + job.waiting_tokens * per_token
                 ends = finish if job.deadline is None else min(finish, max(ends, job.deadline))
         return ends - now
 
@@ -138,7 +150,8 @@ class ScoringWorker:
         if not pairs:
             return ScoredPrefix(np.zeros(0, dtype=np.float32))
         self.admit()
-        job = _Job(pairs, deadline, time.monotonic())
+        costs = [pair_tokens(pair, self.encoder.max_length) for pair in pairs]
+        job = _Job(pairs, costs, deadline, time.monotonic())
         with self._cond:
             if self._closed:
                 raise RuntimeError("the scoring worker is shut down")
@@ -193,7 +206,7 @@ class ScoringWorker:
         """(job, start, stop) slices of the queued pairs, first come first served, within the
         batch bounds. A job whose deadline this batch would overrun is cut here: its remaining
         pairs go unscored."""
-        limits, per_pair, now = self.settings, self.speed.seconds_per_pair, time.monotonic()
+        limits, now = self.settings, time.monotonic()
         batch: list[tuple[_Job, int, int]] = []
         pairs = tokens = 0
         with self._cond:
@@ -204,11 +217,11 @@ class ScoringWorker:
                 start = stop = job.next
                 full = False
                 while stop < len(job.pairs):
-                    cost = _tokens(job.pairs[stop], self.encoder.max_length)
+                    cost = job.costs[stop]
                     if pairs >= limits.max_batch_pairs or (pairs and tokens + cost > limits.max_batch_tokens):
                         full = True
                         break
-                    if _overruns(job.deadline, now, (pairs + 1) * per_pair if per_pair else None):
+                    if _overruns(job.deadline, now, self.speed.seconds_for(tokens + cost)):
                         self._cut_locked(job, now)
                         break
                     pairs, tokens, stop = pairs + 1, tokens + cost, stop + 1
@@ -232,6 +245,7 @@ class ScoringWorker:
 
     def _score(self, batch: list[tuple[_Job, int, int]]) -> None:
         pairs = [pair for job, start, stop in batch for pair in job.pairs[start:stop]]
+        tokens = sum(sum(job.costs[start:stop]) for job, start, stop in batch)
         started = time.perf_counter()
         try:
             scores = self.encoder.score_pairs(pairs)
@@ -243,7 +257,7 @@ class ScoringWorker:
                     self._finish_locked(job)
             return
         seconds = time.perf_counter() - started
-        self.speed.observe(len(pairs), seconds)
+        self.speed.observe(tokens, seconds)
         self.batches += 1
         if self._on_batch is not None:
             self._on_batch(len(pairs), seconds)
@@ -260,10 +274,6 @@ class ScoringWorker:
         if job in self._jobs:
             self._jobs.remove(job)
         job.done.set()
-
-
-def _tokens(pair: tuple[str, str], max_length: int) -> int:
-    return min(max_length, (len(pair[0]) + len(pair[1])) // CHARS_PER_TOKEN + 3)
 
 
 def _overruns(deadline: float | None, now: float, seconds: float | None) -> bool:

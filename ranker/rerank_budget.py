@@ -78,11 +78,22 @@ class PairScorer(Protocol):
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix: ...
 
 
+CHARS_PER_TOKEN = 4  # a cheap length proxy: budgets and batches are planned before tokenizing
+
+
+def pair_tokens(pair: tuple[str, str], max_length: int) -> int:
+    """About how many tokens the cross-encoder reads for ``pair`` (at most ``max_length``)."""
+    return min(max_length, (len(pair[0]) + len(pair[1])) // CHARS_PER_TOKEN + 3)
+
+
 class SpeedEstimate:
-    """A live estimate of seconds per scored pair, thread-safe: it rises at once to a slower
+    """A live estimate of seconds per scored token, thread-safe: it rises at once to a slower
     sample and decays towards faster ones (an exponentially weighted mean), so that a budget
     planned with it errs on the side of finishing in time.
 
+    Per token, not per pair: a pair of long passages costs several short ones, and one estimate
+    per pair planned on the long ones scores too few short ones (and the other way round overruns).
+    Tokens are :func:`pair_tokens`'s estimate, the same when observing and when planning.
     Until it has seen a batch it answers ``initial`` (None: unknown, and then a budgeted scorer
     scores one batch to learn).
     """
@@ -93,25 +104,37 @@ class SpeedEstimate:
         self._lock = threading.Lock()
 
     @property
-    def seconds_per_pair(self) -> float | None:
+    def seconds_per_token(self) -> float | None:
         return self._value
 
-    def observe(self, pairs: int, seconds: float) -> None:
-        if pairs <= 0:
+    def observe(self, tokens: int, seconds: float) -> None:
+        if tokens <= 0:
             return
-        sample = seconds / pairs
+        sample = seconds / tokens
         with self._lock:
             if self._value is None or sample > self._value:
                 self._value = sample
             else:
                 self._value = self._smoothing * sample + (1 - self._smoothing) * self._value
 
-    def pairs_within(self, seconds: float) -> int | None:
-        """How many pairs fit in ``seconds`` (None while the speed is unknown)."""
+    def seconds_for(self, tokens: int) -> float | None:
+        """Seconds to score ``tokens`` (None while the speed is unknown)."""
+        value = self._value
+        return None if value is None else tokens * value
+
+    def pairs_within(self, costs: Sequence[int], seconds: float) -> int | None:
+        """How many of the pairs costing ``costs`` tokens, taken in order, fit in ``seconds``
+        (None while the speed is unknown)."""
         value = self._value
         if value is None:
             return None
-        return int(seconds / value) if seconds > 0 else 0
+        fits, spent = 0, 0.0
+        for cost in costs:
+            spent += cost * value
+            if spent > seconds:
+                break
+            fits += 1
+        return fits
 
 
 class ChunkedScorer:
@@ -133,11 +156,12 @@ class ChunkedScorer:
     def score_prefix(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> ScoredPrefix:
         if deadline is None:
             return ScoredPrefix(self._score(pairs, None))
+        costs = [pair_tokens(pair, self.encoder.max_length) for pair in pairs]
         out: list[np.ndarray] = []
         done = 0
         while done < len(pairs):
-            fits = self.speed.pairs_within(deadline - time.monotonic())
-            chunk = self.chunk if fits is None else min(fits, self.chunk)
+            fits = self.speed.pairs_within(costs[done : done + self.chunk], deadline - time.monotonic())
+            chunk = self.chunk if fits is None else fits
             if chunk < 1:
                 break
             out.append(self._score(pairs[done : done + chunk], deadline))
@@ -148,7 +172,8 @@ class ChunkedScorer:
     def _score(self, pairs: Sequence[tuple[str, str]], deadline: float | None) -> np.ndarray:
         started = time.perf_counter()
         scores = self._run(list(pairs), deadline)
-        self.speed.observe(len(pairs), time.perf_counter() - started)
+        tokens = sum(pair_tokens(pair, self.encoder.max_length) for pair in pairs)
+        self.speed.observe(tokens, time.perf_counter() - started)
         return scores
 
     def _run(self, pairs: list[tuple[str, str]], deadline: float | None) -> np.ndarray:
