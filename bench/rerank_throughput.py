@@ -1,14 +1,16 @@
 """Reranker throughput in one process, on the same weights and the same pairs: pairs/s and the
 ranking agreement with the fp32 reference, for sentence-transformers' `CrossEncoder.predict`
-(its defaults) and bertsearch's `CrossEncoder.score_pairs` in fp32 and bf16 at several lengths.
+(its defaults) and bertsearch's `CrossEncoder.score_pairs` in fp32 and bf16 at several lengths, and
+distilled students (`bertsearch distill`) of the reranker in bf16 at the same lengths.
 
     python bench/rerank_throughput.py --reranker var/models/scifact-judged \
-        --dataset var/data/scifact-dev --split test --index-dir var/index/scifact --queries 50 --depth 20
+        --dataset var/data/scifact-dev --split test --index-dir var/index/scifact --queries 50 --depth 20 \
+        [--students var/models/scifact-student3]
 
 Pairs: --queries queries of the split (seeded sample) with their BM25 top --depth documents.
 Each scorer runs once to warm up on 32 pairs, then scores every pair --repeats times; the best
-run counts. Kendall's tau is computed per query against bertsearch fp32 at the model's length,
-then averaged. Run it on a quiet machine: it measures the CPU.
+run counts. Kendall's tau is computed per query against bertsearch fp32 at the model's (the
+teacher's) length, then averaged. Run it on a quiet machine: it measures the CPU.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="128,192,256")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--students", default="", help="comma-separated student model folders of --reranker")
     parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (onnxruntime)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -127,6 +130,11 @@ def main() -> None:
         scorers[f"bertsearch bf16, {length} tokens"] = (
             CrossEncoder(args.reranker, precision="bf16", max_length=length).load().score_pairs
         )
+    for student in (Path(s) for s in args.students.split(",") if s):
+        for length in (int(x) for x in args.lengths.split(",")):
+            scorers[f"student {student.name} bf16, {length} tokens"] = (
+                CrossEncoder(student, precision="bf16", max_length=length).load().score_pairs
+            )
     if args.onnx:
         import tempfile
 
@@ -144,7 +152,7 @@ def main() -> None:
         row["kendall_tau_vs_fp32"] = round(float(np.nanmean(taus)), 4)
         row["x_sentence_transformers"] = round(row["pairs_per_s"] / base, 2)
         speedup, tau = row["x_sentence_transformers"], row["kendall_tau_vs_fp32"]
-        print(f"{row['scorer']:<45} {row['pairs_per_s']:>7.1f} pairs/s {speedup:>5.2f}x tau {tau:.4f}")
+        print(f"{row['scorer']:<50} {row['pairs_per_s']:>7.1f} pairs/s {speedup:>5.2f}x tau {tau:.4f}")
     report = {"pairs": len(pairs), "queries": len(chosen), "depth": args.depth,
               "reranker": str(args.reranker), "rows": rows}  # fmt: skip
     if args.out:
