@@ -1,7 +1,8 @@
 """Reranker throughput in one process, on the same weights and the same pairs: pairs/s and the
 ranking agreement with the fp32 reference, for sentence-transformers' `CrossEncoder.predict`
-(its defaults) and bertsearch's `CrossEncoder.score_pairs` in fp32 and bf16 at several lengths, and
-distilled students (`bertsearch distill`) of the reranker in bf16 at the same lengths.
+(its defaults) and bertsearch's `CrossEncoder.score_pairs` in fp32 and, at several lengths, in the
+precision serving picks here (bf16 where the CPU/GPU runs it natively, else fp32), and distilled
+students (`bertsearch distill`) of the reranker in that precision at the same lengths.
 
     python bench/rerank_throughput.py --reranker var/models/scifact-judged \
         --dataset var/data/scifact-dev --split test --index-dir var/index/scifact --queries 50 --depth 20 \
@@ -22,8 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import kendalltau
 
+from bertsearch.indexer.models import bf16_supported, resolve_device
 from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.factory import open_pipeline
@@ -123,17 +126,29 @@ def main() -> None:
 
     st = SentenceTransformersCrossEncoder(str(args.reranker))
     scorers["sentence-transformers predict (defaults)"] = lambda p: st.predict(p, show_progress_bar=False)
-    scorers[f"bertsearch fp32, {reference_length} tokens"] = (
+    reference_name = f"bertsearch fp32, {reference_length} tokens"
+    scorers[reference_name] = (
         CrossEncoder(args.reranker, precision="fp32", max_length=reference_length).load().score_pairs
     )
-    for length in (int(x) for x in args.lengths.split(",")):
-        scorers[f"bertsearch bf16, {length} tokens"] = (
-            CrossEncoder(args.reranker, precision="bf16", max_length=length).load().score_pairs
+    # The length and student rows run at the precision serving picks on this machine ("auto"):
+    # bf16 where the CPU/GPU runs it natively, fp32 elsewhere. Where that is fp32, one bf16 row
+    # (emulated) shows why auto does not pick it.
+    served = "bf16" if bf16_supported(resolve_device()) else "fp32"
+    lengths = [int(x) for x in args.lengths.split(",")]
+    for length in lengths:
+        if served == "fp32" and length == reference_length:
+            continue  # that row is the reference itself
+        scorers[f"bertsearch {served}, {length} tokens"] = (
+            CrossEncoder(args.reranker, precision=served, max_length=length).load().score_pairs
+        )
+    if served == "fp32":
+        scorers[f"bertsearch bf16 (emulated, not served here), {reference_length} tokens"] = (
+            CrossEncoder(args.reranker, precision="bf16", max_length=reference_length).load().score_pairs
         )
     for student in (Path(s) for s in args.students.split(",") if s):
-        for length in (int(x) for x in args.lengths.split(",")):
-            scorers[f"student {student.name} bf16, {length} tokens"] = (
-                CrossEncoder(student, precision="bf16", max_length=length).load().score_pairs
+        for length in lengths:
+            scorers[f"student {student.name} {served}, {length} tokens"] = (
+                CrossEncoder(student, precision=served, max_length=length).load().score_pairs
             )
     if args.onnx:
         import tempfile
@@ -142,7 +157,7 @@ def main() -> None:
     rows, reference = [], None
     for name, score in scorers.items():
         scores, per_second = timed(score, pairs, args.repeats)
-        if name.startswith("bertsearch fp32"):
+        if name == reference_name:
             reference = scores
         rows.append({"scorer": name, "pairs_per_s": round(per_second, 1), "scores": scores})
     base = rows[0]["pairs_per_s"]
@@ -154,7 +169,8 @@ def main() -> None:
         speedup, tau = row["x_sentence_transformers"], row["kendall_tau_vs_fp32"]
         print(f"{row['scorer']:<50} {row['pairs_per_s']:>7.1f} pairs/s {speedup:>5.2f}x tau {tau:.4f}")
     report = {"pairs": len(pairs), "queries": len(chosen), "depth": args.depth,
-              "reranker": str(args.reranker), "rows": rows}  # fmt: skip
+              "reranker": str(args.reranker), "served_precision": served,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
