@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bertsearch.api.admission import SearchSlots
 from bertsearch.api.console import add_console_routes
 from bertsearch.api.feedback.records import Event, FeedbackLog, QueryRecord, ServedHit, UnknownQueryError
 from bertsearch.api.feedback.sqlite_log import SQLiteLog
@@ -81,6 +82,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
     )
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.search_slots = SearchSlots(settings.max_concurrent_searches)
     app.middleware("http")(observe_requests)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
@@ -282,9 +284,10 @@ def _add_search_routes(app: FastAPI) -> None:
         pipeline = state.pipeline  # one pipeline for the whole request, even if a new version lands
         config = _request_config(body.stages, state, x_api_key)
         try:
-            if config.rerank and pipeline.scorer is not None:
-                pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
-            result = pipeline.search(body.query, top_k=body.top_k, config=config)
+            with request.app.state.search_slots.held():
+                if config.rerank and pipeline.scorer is not None:
+                    pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
+                result = pipeline.search(body.query, top_k=body.top_k, config=config)
         except Overloaded as err:
             raise HTTPException(
                 status_code=503, detail=str(err), headers={"Retry-After": str(err.retry_after)}

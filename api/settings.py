@@ -33,7 +33,9 @@ class ServiceSettings(BaseSettings):
     ``rerank_batch_pairs`` pairs, waiting at most ``rerank_batch_wait_ms`` for a batch to fill,
     and answers 503 (Retry-After) when more than ``rerank_max_queue_ms`` of scoring is queued.
     ``rerank_cache_entries``: reranker scores of (query, document) pairs kept for repeated
-    queries, per index and reranker version (0: no cache).
+    queries, per index and reranker version (0: no cache). ``max_concurrent_searches``: searches
+    answered at once; one more is refused with 503 (Retry-After) instead of slowing all of them
+    down once retrieval itself saturates the CPUs (0: no limit).
 
     Limits of a request without the API key (with it, the schema's): ``max_candidates`` for
     ``lexical_k``/``dense_k``, ``max_rerank_top_n``, ``max_rerank_budget_ms``.
@@ -65,6 +67,7 @@ class ServiceSettings(BaseSettings):
     rerank_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     rerank_max_queue_ms: float = Field(default=2000.0, ge=0)
     rerank_cache_entries: int = Field(default=50_000, ge=0)
+    max_concurrent_searches: int = Field(default=0, ge=0)
     max_candidates: int = Field(default=200, ge=1, le=1000)
     max_rerank_top_n: int = Field(default=100, ge=1, le=1000)
     max_rerank_budget_ms: float = Field(default=2000.0, gt=0)

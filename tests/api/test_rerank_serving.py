@@ -154,6 +154,33 @@ def test_a_full_queue_answers_503_with_retry_after(client):
     assert int(refused.headers["Retry-After"]) >= 1 and "overloaded" in refused.json()["detail"]
 
 
+def test_searches_past_the_concurrency_limit_answer_503_and_free_their_slot(
+    index_dir, tiny_cross_encoder_dir, tmp_path
+):
+    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
+    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
+    settings = ServiceSettings(
+        index_dir=index_dir, reranker=str(reranker), reload_seconds=0, rerank_cache_entries=0,
+        feedback_db=tmp_path / "feedback.sqlite3", max_concurrent_searches=2,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        scorer = worker(client)
+        scorer.encoder = Slow(scorer.encoder, seconds=0.05)  # 8 pairs: 0.4 s a search
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: client.post("/search", json=budgeted(2000)), range(6)))
+        codes = [a.status_code for a in answers]
+        assert codes.count(200) >= 2 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+        refused = next(a for a in answers if a.status_code == 503)
+        assert refused.headers["Retry-After"] == "1"
+        assert "BERTSEARCH_MAX_CONCURRENT_SEARCHES" in refused.json()["detail"]
+        # A refused, a rejected (422) and a finished search each give their slot back.
+        assert client.post("/search", json={"query": "tea", "stages": {"lexical_k": 1000}}).status_code == 422
+        with ThreadPoolExecutor(2) as pool:
+            again = list(pool.map(lambda _: client.post("/search", json=budgeted(2000)), range(2)))
+        assert [a.status_code for a in again] == [200, 200]
+        assert all(a.json()["rerank"]["scored"] == 8 for a in again)
+
+
 def test_concurrent_requests_share_batches(client):
     scorer = worker(client)
     scorer.settings = WorkerSettings(max_batch_pairs=64, max_wait_ms=20)
