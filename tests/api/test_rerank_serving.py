@@ -46,15 +46,20 @@ def index_dir(tiny_index_dir):
     return tiny_index_dir
 
 
-@pytest.fixture()
-def client(index_dir, tiny_cross_encoder_dir, tmp_path):
+def service_settings(index_dir, tiny_cross_encoder_dir, tmp_path, **overrides) -> ServiceSettings:
     reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
     (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
-    settings = ServiceSettings(
-        index_dir=index_dir, reranker=str(reranker), api_key=KEY, reload_seconds=0,
+    return ServiceSettings(
+        index_dir=index_dir, reranker=str(reranker), reload_seconds=0,
         feedback_db=tmp_path / "feedback.sqlite3",
         rerank_cache_entries=0,  # these tests time the scoring: no pair may come from the cache
+        **overrides,
     )  # fmt: skip
+
+
+@pytest.fixture()
+def client(index_dir, tiny_cross_encoder_dir, tmp_path):
+    settings = service_settings(index_dir, tiny_cross_encoder_dir, tmp_path, api_key=KEY)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -157,12 +162,7 @@ def test_a_full_queue_answers_503_with_retry_after(client):
 def test_searches_past_the_concurrency_limit_answer_503_and_free_their_slot(
     index_dir, tiny_cross_encoder_dir, tmp_path
 ):
-    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
-    (reranker / "metadata.json").write_text(json.dumps({"max_length": 64, "rerank_weight": 1.0}))
-    settings = ServiceSettings(
-        index_dir=index_dir, reranker=str(reranker), reload_seconds=0, rerank_cache_entries=0,
-        feedback_db=tmp_path / "feedback.sqlite3", max_concurrent_searches=2,
-    )  # fmt: skip
+    settings = service_settings(index_dir, tiny_cross_encoder_dir, tmp_path, max_concurrent_searches=2)
     with TestClient(create_app(settings)) as client:
         scorer = worker(client)
         scorer.encoder = Slow(scorer.encoder, seconds=0.05)  # 8 pairs: 0.4 s a search
