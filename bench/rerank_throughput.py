@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from bertsearch.indexer.models import bf16_supported, resolve_device
 from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.factory import open_pipeline
@@ -120,7 +119,8 @@ def main() -> None:
         pairs += found
     pipeline.close()
 
-    reference_length = CrossEncoder(args.reranker).max_length
+    served_as = CrossEncoder(args.reranker)  # as serving opens it: its length, precision "auto"
+    reference_length, served = served_as.max_length, ("bf16" if served_as.bf16 else "fp32")
     scorers = {}
     from sentence_transformers import CrossEncoder as SentenceTransformersCrossEncoder
 
@@ -133,7 +133,6 @@ def main() -> None:
     # The length and student rows run at the precision serving picks on this machine ("auto"):
     # bf16 where the CPU/GPU runs it natively, fp32 elsewhere. Where that is fp32, one bf16 row
     # (emulated) shows why auto does not pick it.
-    served = "bf16" if bf16_supported(resolve_device()) else "fp32"
     lengths = [int(x) for x in args.lengths.split(",")]
     for length in lengths:
         if served == "fp32" and length == reference_length:
