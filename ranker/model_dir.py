@@ -84,13 +84,15 @@ class ModelRecord:
         return DEFAULT_RERANK_TOP_N if self.rerank_top_n is None else self.rerank_top_n
 
     def with_operating_point(
-        self, weight: float, top_n: int | None, tuning: Mapping[str, Any]
+        self, weight: float, top_n: int | None, tuning: Mapping[str, Any], max_length: int | None = None
     ) -> ModelRecord:
-        """This record serving ``weight`` at ``top_n`` candidates (None: keep the depth it has)."""
+        """This record serving ``weight`` at ``top_n`` candidates, reading ``max_length`` tokens
+        per pair (None: keep the depth and the length it has)."""
         return replace(
             self,
             rerank_weight=weight,
             rerank_top_n=self.rerank_top_n if top_n is None else top_n,
+            max_length=self.max_length if max_length is None else max_length,
             rerank_weight_tuning=dict(tuning),
         )
 

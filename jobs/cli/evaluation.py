@@ -106,6 +106,13 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--depths", dest="rerank_top_n", type=top_n, action=DeprecatedAlias, new="--rerank-top-n",
         help=argparse.SUPPRESS,
     )
+    p.add_argument(
+        "--rerank-max-length", dest="rerank_max_length", default=None,
+        type=positive_ints("--rerank-max-length", "128,192,256"),
+        help="tokens per (query, document) pair to tune at (default: the length the model records); "
+        "several (e.g. 128,192,256) rerank the split once per length and keep the best, the shortest "
+        "of equals; the length is written as the model's max_length, which serving reads",
+    )
     p.add_argument("--metric", default="ndcg@10", help="metric to maximise (default ndcg@10)")
     p.add_argument(
         "--out", type=Path, default=None,
@@ -193,6 +200,7 @@ def tune(args: argparse.Namespace) -> int:
     tuned = tune_operating_point(
         config,
         depths=depths,
+        lengths=args.rerank_max_length,
         dry_run=args.dry_run,
         allow_test_split=args.allow_test_split,
         progress=not args.no_progress,
@@ -200,6 +208,9 @@ def tune(args: argparse.Namespace) -> int:
     )
     print(tuned.choice.describe() + (f"; hybrid {tuned.hybrid:.4f}" if tuned.hybrid is not None else ""))
     print_tables(tuned.choice)
+    if tuned.by_length:
+        print("  tokens " + "  ".join(f"{n}: {value:.4f}" for n, value in tuned.by_length.items()))
+        print(f"max_length {tuned.max_length}")
     print(f"choice and tables in {tuned.choice_file}")
     if tuned.record is not None:
         print(f"written to {args.reranker / METADATA_FILE}")

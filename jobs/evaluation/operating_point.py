@@ -260,10 +260,13 @@ def choice_from_record(record: dict) -> WeightChoice:
     )
 
 
-def record_choice(model_dir: Path, choice: WeightChoice, source: dict) -> ModelRecord:
-    """Write the chosen weight (and depth) into ``model_dir/metadata.json``, where serving reads it."""
+def record_choice(
+    model_dir: Path, choice: WeightChoice, source: dict, max_length: int | None = None
+) -> ModelRecord:
+    """Write the chosen weight (and depth, and length) into ``model_dir/metadata.json``, where
+    serving reads them."""
     record = ModelRecord.require(model_dir).with_operating_point(
-        choice.weight, choice.depth, choice_record(choice, source)
+        choice.weight, choice.depth, choice_record(choice, source), max_length=max_length
     )
     record.write(model_dir)
     return record
@@ -275,12 +278,15 @@ class TuneResult:
     hybrid: float | None  # the metric of hybrid retrieval alone on the same queries
     choice_file: Path
     record: ModelRecord | None  # what was written into the model folder; None on a dry run
+    max_length: int | None = None  # the length chosen, when lengths were tried
+    by_length: dict[int, float] = field(default_factory=dict)  # the best metric at each length tried
 
 
 def tune(
     config: EvalConfig,
     *,
     depths: Sequence[int] | None = None,
+    lengths: Sequence[int] | None = None,
     dry_run: bool = False,
     allow_test_split: bool = False,
     progress: bool = True,
@@ -290,6 +296,11 @@ def tune(
     write the choice with its tables to ``config.out/choice.json`` and, unless ``dry_run``, into
     the model folder. ``config.per_query_metric`` is the metric maximised.
 
+    With ``lengths`` (tokens per pair), the split is reranked once per length (reports in
+    ``config.out/max-length-N``) and the length whose best point is best is kept, the shortest of
+    equals since it is the cheapest; it is written as the model's ``max_length``, the length
+    serving reads. Shorter pairs cost less but see less of each document; this measures the trade.
+
     Refuses a split named ``test`` unless ``allow_test_split`` (a choice made on the split one
     reports is no longer a test of it); an allowed one is recorded in the choice.
     """
@@ -298,6 +309,29 @@ def tune(
         raise ValueError("give the reranker to tune (--reranker MODEL_DIR)")
     if not dry_run:
         ModelRecord.require(config.reranker)  # fail before the evaluation, not after it
+    length, by_length = None, {}
+    if lengths:
+        at = {
+            n: _choose(replace(config, rerank_max_length=n, out=Path(config.out) / f"max-length-{n}"),
+                       depths, progress, command)
+            for n in sorted(set(lengths))
+        }  # fmt: skip
+        by_length = {n: choice.value for n, (choice, _, _) in at.items()}
+        length = max(by_length, key=by_length.__getitem__)  # ascending keys: the shortest of equals
+        choice, hybrid, source = at[length]
+        source = {**source, "max_length": length, "by_length": {str(n): v for n, v in by_length.items()}}
+    else:
+        choice, hybrid, source = _choose(config, depths, progress, command)
+    choice_file = Path(config.out) / CHOICE_FILE
+    atomic.write_json(choice_file, choice_record(choice, source))
+    record = None if dry_run else record_choice(config.reranker, choice, source, max_length=length)
+    return TuneResult(choice, hybrid, choice_file, record, max_length=length, by_length=by_length)
+
+
+def _choose(
+    config: EvalConfig, depths: Sequence[int] | None, progress: bool, command: str | None
+) -> tuple[WeightChoice, float | None, dict]:
+    """One reranked run of ``config``'s split: the choice made on it, hybrid's metric, and where."""
     config = tuning_eval_config(replace(config, rerank_top_n=max(depths) if depths else config.rerank_top_n))
     result = run_evaluation(config, progress=progress, command=command)
     metric = config.per_query_metric
@@ -312,7 +346,4 @@ def tune(
         "corpus": result.identity.get("corpus"),  # the point is in-domain for the corpus it was tuned on
         **({"chosen_on_test_split": True} if config.split.lower() == "test" else {}),
     }
-    choice_file = Path(config.out) / CHOICE_FILE
-    atomic.write_json(choice_file, choice_record(choice, source))
-    record = None if dry_run else record_choice(config.reranker, choice, source)
-    return TuneResult(choice=choice, hybrid=hybrid, choice_file=choice_file, record=record)
+    return choice, hybrid, source

@@ -233,6 +233,29 @@ def test_tune_command_with_depths_writes_the_depth_that_eval_then_reranks(tiny_t
     assert served.config("hybrid+rerank").pipeline["rerank_weight"] == meta["rerank_weight"]
 
 
+def test_tune_command_over_lengths_writes_the_best_length_that_serving_then_reads(tiny_tuning, tmp_path, capsys):
+    _, config = tiny_tuning
+    reranker = shutil.copytree(config.reranker, tmp_path / "reranker")  # the module's model keeps its length
+    config = replace(config, reranker=reranker)
+    code = tune(config, "--rerank-top-n", "5", "--rerank-max-length", "24,8")
+    assert code == 0
+    meta = json.loads((reranker / "metadata.json").read_text())
+    tuning = meta["rerank_weight_tuning"]
+    by_length = tuning["by_length"]
+    assert set(by_length) == {"8", "24"}
+    best = max(by_length.values())
+    assert meta["max_length"] == tuning["max_length"] == min(int(n) for n, v in by_length.items() if v == best)
+    assert tuning["value"] == best  # the weight written is the one chosen at that length
+    chosen_report = tmp_path / "reranker.work" / "tune-dev" / f"max-length-{meta['max_length']}"
+    assert tuning["report"] == str(chosen_report.resolve())
+    assert json.loads((chosen_report / "report.json").read_text())["identity"]["reranker"]["max_length"] == (
+        meta["max_length"]
+    )
+    assert f"max_length {meta['max_length']}" in capsys.readouterr().out
+    on_test = replace(config, split="test", configs=("hybrid+rerank",), out=config.out.with_name("tl"))
+    assert run_evaluation(on_test, progress=False).identity["reranker"]["max_length"] == meta["max_length"]
+
+
 def test_a_dry_run_leaves_the_model_and_transfer_pools_the_tables(tiny_tuning, tmp_path, capsys):
     _, config = tiny_tuning
     before = (config.reranker / "metadata.json").read_bytes()
