@@ -6,12 +6,16 @@ students (`bertsearch distill`) of the reranker in that precision at the same le
 
     python bench/rerank_throughput.py --reranker var/models/scifact-judged \
         --dataset var/data/scifact-dev --split test --index-dir var/index/scifact --queries 50 --depth 20 \
-        [--students var/models/scifact-student3]
+        [--students var/models/scifact-student3] [--ndcg]
 
 Pairs: --queries queries of the split (seeded sample) with their BM25 top --depth documents.
 Each scorer runs once to warm up on 32 pairs, then scores every pair --repeats times; the best
 run counts. Kendall's tau is computed per query against bertsearch fp32 at the model's (the
 teacher's) length, then averaged. Run it on a quiet machine: it measures the CPU.
+
+--ndcg also evaluates the reranker and every student at its served operating point (the depth,
+weight and length its metadata.json records, the precision serving picks) on the whole split with
+the `bertsearch eval` code: nDCG@10 of hybrid + rerank against hybrid, with the paired test.
 """
 
 from __future__ import annotations
@@ -89,6 +93,36 @@ def onnx_scorers(model_dir: Path, max_length: int, folder: Path) -> dict:
             f"onnxruntime int8 (dynamic), {max_length} tokens": scorer(int8)}
 
 
+def served_quality(models: list[Path], args: argparse.Namespace, folder: Path) -> list[dict]:
+    """nDCG@10 of hybrid + rerank at each model's served point on the whole split, against hybrid."""
+    from bertsearch.jobs.evaluation.config import EvalConfig
+    from bertsearch.jobs.evaluation.runner import run_evaluation
+
+    rows = []
+    for model in models:
+        config = EvalConfig(
+            dataset=args.dataset, index_dir=args.index_dir, out=folder / model.name, split=args.split,
+            configs=("hybrid", "hybrid+rerank"), reranker=model,
+        )  # fmt: skip
+        result = run_evaluation(config, progress=False)
+        reranked, hybrid = result.config("hybrid+rerank"), result.config("hybrid")
+        comparison = next(c for c in result.comparisons if c.name == "hybrid+rerank")
+        rows.append({
+            "model": str(model), "split": args.split, "queries": len(result.queries),
+            "rerank_top_n": reranked.pipeline["rerank_top_n"],
+            "rerank_weight": reranked.pipeline["rerank_weight"],
+            "max_length": result.identity["reranker"]["max_length"],
+            "ndcg@10": round(reranked.means["ndcg@10"], 4),
+            "hybrid_ndcg@10": round(hybrid.means["ndcg@10"], 4),
+            "p_ndcg@10": comparison.p_values["ndcg@10"],
+        })  # fmt: skip
+        row = rows[-1]
+        print(f"{model.name} at its served point (top {row['rerank_top_n']}, w {row['rerank_weight']}, "
+              f"{row['max_length']} tokens): nDCG@10 {row['ndcg@10']:.4f} on {row['queries']} {args.split} "
+              f"queries (hybrid {row['hybrid_ndcg@10']:.4f}, p {row['p_ndcg@10']:.3g})")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,6 +138,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--students", default="", help="comma-separated student model folders of --reranker")
     parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (onnxruntime)")
+    parser.add_argument("--ndcg", action="store_true", help="also nDCG@10 of each model at its served point")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -170,6 +205,11 @@ def main() -> None:
     report = {"pairs": len(pairs), "queries": len(chosen), "depth": args.depth,
               "reranker": str(args.reranker), "served_precision": served,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}  # fmt: skip
+    if args.ndcg:
+        import tempfile
+
+        models = [args.reranker, *(Path(s) for s in args.students.split(",") if s)]
+        report["served_quality"] = served_quality(models, args, Path(tempfile.mkdtemp()))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
