@@ -48,17 +48,21 @@ def test_tokens_are_estimated_from_characters_and_capped():
     assert pair_tokens(("q", "x" * 10_000), 128) == 128
 
 
+def budgeted_scorer(make: str, encoder, chunk: int):
+    """The service's scoring worker or the in-thread chunked scorer over ``encoder``."""
+    if make == "worker":
+        settings = WorkerSettings(max_batch_pairs=64, max_batch_tokens=16_384, max_wait_ms=0)
+        return ScoringWorker(encoder, settings)
+    return ChunkedScorer(encoder, chunk=chunk)
+
+
 @pytest.mark.parametrize("make", ["worker", "chunked"])
 def test_short_pairs_after_long_ones_are_all_scored_within_the_budget(make):
     """Having learnt its speed on long pairs, a scorer fits many more short pairs in the same
     budget: 40 short pairs (640 tokens, ~0.26 s) fit in 0.6 s; 40 long ones (10,240 tokens,
     ~4 s) do not, and are cut for the budget without overrunning it."""
     encoder = PerTokenCost()
-    scorer = (
-        ScoringWorker(encoder, WorkerSettings(max_batch_pairs=64, max_batch_tokens=16_384, max_wait_ms=0))
-        if make == "worker"
-        else ChunkedScorer(encoder, chunk=8)
-    )
+    scorer = budgeted_scorer(make, encoder, chunk=8)
     try:
         scorer.score_prefix(LONG, None)  # learns its speed on long pairs: ~0.8 s
         short = scorer.score_prefix(SHORT, time.monotonic() + 0.6)
@@ -91,11 +95,7 @@ def test_time_a_pessimistic_plan_leaves_over_is_used(make):
     like ~0.77 s, more than the 0.5 s budget. Planned once, about 26 would be scored and the rest
     cut; planned again after each batch on the time left, all 40 are, within the budget."""
     encoder = SlowFirstCall()
-    scorer = (
-        ScoringWorker(encoder, WorkerSettings(max_batch_pairs=64, max_batch_tokens=16_384, max_wait_ms=0))
-        if make == "worker"
-        else ChunkedScorer(encoder, chunk=64)
-    )
+    scorer = budgeted_scorer(make, encoder, chunk=64)
     try:
         scorer.score_prefix(SHORT, None)  # the cold start: 3x slower than later calls
         assert scorer.speed.seconds_per_token == pytest.approx(3 * SECONDS_PER_TOKEN, rel=0.3)

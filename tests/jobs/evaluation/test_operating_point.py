@@ -233,7 +233,9 @@ def test_tune_command_with_depths_writes_the_depth_that_eval_then_reranks(tiny_t
     assert served.config("hybrid+rerank").pipeline["rerank_weight"] == meta["rerank_weight"]
 
 
-def test_tune_command_over_lengths_writes_the_best_length_that_serving_then_reads(tiny_tuning, tmp_path, capsys):
+def test_tune_command_over_lengths_writes_the_best_length_that_serving_then_reads(
+    tiny_tuning, tmp_path, capsys
+):
     _, config = tiny_tuning
     reranker = shutil.copytree(config.reranker, tmp_path / "reranker")  # the module's model keeps its length
     config = replace(config, reranker=reranker)
@@ -244,7 +246,8 @@ def test_tune_command_over_lengths_writes_the_best_length_that_serving_then_read
     by_length = tuning["by_length"]
     assert set(by_length) == {"8", "24"}
     best = max(by_length.values())
-    assert meta["max_length"] == tuning["max_length"] == min(int(n) for n, v in by_length.items() if v == best)
+    shortest_best = min(int(n) for n, v in by_length.items() if v == best)
+    assert meta["max_length"] == tuning["max_length"] == shortest_best
     assert tuning["value"] == best  # the weight written is the one chosen at that length
     chosen_report = tmp_path / "reranker.work" / "tune-dev" / f"max-length-{meta['max_length']}"
     assert tuning["report"] == str(chosen_report.resolve())
