@@ -223,13 +223,17 @@ def _choice(table: dict) -> WeightChoice:
     return pooled_choice([table_only])
 
 
+LEARNT_SHARE = 0.95  # a last-epoch loss above this share of the chance loss: the model barely learnt
+
+
 def _summary(job: LocoJob, tables: dict[str, dict]) -> dict[str, Any]:
     choices = {name: _choice(table) for name, table in tables.items()}
     folds = []
     for name, table in tables.items():
         others = [choices[n] for n in tables if n != name]
         point = pooled_choice(others)  # chosen without this collection's judgments
-        served = np.array(table["grid"][str(point.depth)][f"{point.weight:.1f}"])
+        row = table["grid"][str(point.depth)]
+        served = np.array(row[f"{point.weight:.1f}"])
         hybrid = np.array(table["hybrid"])
         delta = served - hybrid
         p = paired_p_value(hybrid, served, job.stat_test)
@@ -249,6 +253,9 @@ def _summary(job: LocoJob, tables: dict[str, dict]) -> dict[str, Any]:
                 "ties": int((np.abs(delta) <= 1e-9).sum()),
                 "losses": int((delta < -1e-9).sum()),
                 "slices": _slices(table, delta),
+                # the reranker's own ranking at that depth (weight 1), whatever the point's weight
+                "alone": float(np.mean(row["1.0"])) if "1.0" in row else None,
+                "training": _training_loss(job.work / "folds" / name / "model"),
                 "best_point_in_hindsight": {
                     "depth": choices[name].depth,
                     "weight": choices[name].weight,
@@ -283,6 +290,20 @@ def _summary(job: LocoJob, tables: dict[str, dict]) -> dict[str, Any]:
             "rerank_weight": rule.weight,
         },
     }
+
+
+def _training_loss(model: Path) -> dict[str, float] | None:
+    """The fold model's last-epoch training loss beside the loss of a model that ranks at random
+    (ln of the group size, for the listwise loss): a loss near it means the model learnt little,
+    and its held-out row says nothing about generalising."""
+    record = ModelRecord.read(model)
+    epochs = record.provenance.get("epochs") if record is not None else None
+    size = record.provenance.get("group_size") if record is not None else None
+    if not epochs or not size or record.provenance.get("hyperparameters", {}).get("loss") != "listwise":
+        return None
+    loss = float(epochs[-1]["train_loss"])
+    chance = float(np.log(size))
+    return {"loss": loss, "chance": chance, "learnt": loss < LEARNT_SHARE * chance}
 
 
 def _slices(table: dict, delta: np.ndarray) -> list[dict[str, Any]]:
@@ -323,8 +344,9 @@ def markdown(summary: dict[str, Any]) -> str:
         "(depth, weight) chosen on the other held-out collections. † significant "
         f"({summary['stat_test']} paired test, p < {summary['max_p']}).",
         "",
-        "| held out | queries | trained on | point | hybrid | reranked | Δ | p | W / T / L |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| held out | queries | trained on | point | hybrid | reranked | Δ | p | W / T / L | alone (w 1) "
+        "| train loss (chance) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in summary["folds"]:
         mark = " †" if f["significant"] else ""
@@ -338,13 +360,15 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{f['delta']:+.4f}",
             f"{f['p']:.3g}",
             f"{f['wins']} / {f['ties']} / {f['losses']}",
+            "–" if f.get("alone") is None else f"{f['alone']:.4f}",
+            "–" if not f.get("training") else f"{f['training']['loss']:.3f} ({f['training']['chance']:.3f})",
         ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     mean = summary["mean"]
     sig = summary["significant"]
     lines += [
         f"| **mean** | | | | {mean['hybrid']:.4f} | {mean['reranked']:.4f} | "
-        f"{mean['reranked'] - mean['hybrid']:+.4f} | | |",
+        f"{mean['reranked'] - mean['hybrid']:+.4f} | | | | |",
         "",
         f"Significantly better on {sig['wins']}, level on {sig['ties']}, significantly worse on "
         f"{sig['losses']} of {len(summary['folds'])}; ahead on {summary['ahead_on']}.",
@@ -359,6 +383,18 @@ def markdown(summary: dict[str, Any]) -> str:
     hurting = [f["collection"] for f in summary["folds"] if f["delta"] < 0]
     if hurting:
         lines += ["", f"Reranking lowers the mean on: {', '.join(hurting)}."]
+    folds = summary["folds"]
+    alone_hurts = [f["collection"] for f in folds if f.get("alone") is not None and f["alone"] < f["hybrid"]]
+    if alone_hurts:
+        lines += ["", f"The reranker alone (weight 1) ranks below hybrid on: {', '.join(alone_hurts)}."]
+    unlearnt = [f["collection"] for f in folds if f.get("training") and not f["training"]["learnt"]]
+    if unlearnt:
+        lines += [
+            "",
+            f"The models of these folds barely learnt (last-epoch loss above {LEARNT_SHARE:.0%} of a "
+            f"random ranker's): {', '.join(unlearnt)}. Their rows measure the recipe's length more "
+            "than generalisation: train longer (--epoch-groups, --epochs).",
+        ]
     rule = summary["unseen_rule"]
     lines += [
         "",

@@ -177,6 +177,35 @@ def test_each_fold_is_scored_at_the_point_the_other_folds_chose_and_losses_are_r
     assert "Reranking lowers the mean on: a" in report
     assert any(s["hurts"] for s in folds["a"]["slices"])
     assert "- a, " in report  # its hurting slices are listed
+    # the reranker alone at each fold's depth: a 0.4 < 0.5 and c 0.3 = 0.3 hybrid, b 0.2 < 0.4
+    assert [folds[n]["alone"] for n in "abc"] == [pytest.approx(0.4), pytest.approx(0.2), pytest.approx(0.3)]
+    assert "The reranker alone (weight 1) ranks below hybrid on: a, b." in report
+    assert folds["a"]["training"] is None and "barely learnt" not in report  # no model folders here
+
+
+@pytest.mark.unit
+def test_a_fold_whose_model_barely_learnt_is_named_in_the_report(tmp_path):
+    from bertsearch.jobs.training.loco import LocoJob, _summary, markdown
+    from bertsearch.jobs.training.mixture import Collection, MixtureJob
+    from bertsearch.ranker.model_dir import ModelRecord
+
+    grid = {"2": {"0.0": [0.5, 0.5], "1.0": [0.6, 0.4]}}
+    tables = {n: _table(n, grid, [0.5, 0.5]) for n in ("a", "b")}
+    for name, loss in (("a", 2.0), ("b", 1.2)):  # ln 8 = 2.079: a is at 96 % of chance, b learnt
+        model = tmp_path / "folds" / name / "model"
+        model.mkdir(parents=True)
+        ModelRecord(provenance={"epochs": [{"epoch": 1, "train_loss": loss}], "group_size": 8,
+                                "hyperparameters": {"loss": "listwise"}}).write(model)
+    collections = tuple(Collection(tmp_path / n, tmp_path / "idx" / n, "test") for n in tables)
+    job = LocoJob(collections=collections, work=tmp_path, depths=(2,), weights=(0.0, 1.0),
+                  template=MixtureJob(collections=collections, out=tmp_path / "x"))
+    summary = _summary(job, tables)
+    training = {f["collection"]: f["training"] for f in summary["folds"]}
+    assert training["a"] == {"loss": 2.0, "chance": pytest.approx(2.0794, abs=1e-4), "learnt": False}
+    assert training["b"]["learnt"] is True
+    report = markdown(summary)
+    assert "barely learnt" in report and "random ranker's): a. " in report
+    assert "| 2.000 (2.079) |" in report
 
 
 @pytest.mark.unit
