@@ -285,7 +285,7 @@ def _add_search_routes(app: FastAPI) -> None:
         config = _request_config(body.stages, state, x_api_key)
         try:
             with request.app.state.search_slots.held():
-                if config.rerank and pipeline.scorer is not None:
+                if pipeline.reranks(config) and pipeline.scorer is not None:
                     pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
                 result = pipeline.search(body.query, top_k=body.top_k, config=config)
         except Overloaded as err:

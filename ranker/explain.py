@@ -63,7 +63,7 @@ def explain(
     explained["matched_terms"] = [asdict(m) for m in matches]
     terms_ms = (time.perf_counter() - start) * 1000
     explained["attributions"] = None
-    if pipeline.reranker is not None and config.rerank:
+    if pipeline.reranks(config):  # a reranker whose weight is 0 here did not rank: nothing to attribute
         explained["attributions"] = attribute(pipeline.reranker, query, stored.body, steps=steps).to_dict()
     explained["ms"] = {"search": round(search_ms, 1), "terms": round(terms_ms, 1),
                        "total": round((time.perf_counter() - started) * 1000, 1)}  # fmt: skip

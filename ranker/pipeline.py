@@ -39,6 +39,10 @@ TAIL_GAP = 1e-3  # how far below the last reranked hit the first unreranked one 
 NO_RERANKER_NOTE = (
     "rerank skipped: no trained reranker is configured (start the service with --reranker MODEL_DIR)"
 )
+ZERO_WEIGHT_NOTE = (
+    "rerank skipped: the reranker's weight is 0 here (its operating point for this corpus, or the "
+    "request's rerank_weight), so its scores could not change the order"
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,12 @@ class SearchPipeline:
             rerank_weight=weight if config.rerank_weight is None else config.rerank_weight,
         )
 
+    def reranks(self, config: PipelineConfig) -> bool:
+        """Whether a search with ``config`` runs the rerank stage. Not when the weight it resolves
+        to is 0 (a point tuned, or a rule chosen leave-one-corpus-out, may say the reranker should
+        not count on this corpus): scoring would cost the whole stage and change nothing."""
+        return self.reranker is not None and config.rerank and self.resolve(config).rerank_weight > 0.0
+
     def search(self, query: str, top_k: int = 10, config: PipelineConfig | None = None) -> SearchResult:
         """The ``top_k`` best documents for ``query``."""
         config = config or self.config
@@ -242,8 +252,10 @@ class SearchPipeline:
         else:
             candidates = rankings[0]
         notes: list[str] = []
-        will_rerank = config.rerank and self.reranker is not None
+        will_rerank = self.reranks(config)
         config = self.resolve(config)
+        if config.rerank and self.reranker is not None and not will_rerank:
+            notes.append(ZERO_WEIGHT_NOTE)
         wanted = candidates[: max(top_k, config.rerank_top_n if will_rerank else 0)]
         start = time.perf_counter()
         documents = self.lexical.get([hit.id for hit in wanted])

@@ -127,7 +127,7 @@ def test_interpolate_min_max_normalises_each_score_list():
         PipelineConfig(rerank_weight=-0.1)
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.4])
+@pytest.mark.parametrize("weight", [0.1, 0.4])  # weight 0 skips the stage: the test below
 def test_a_rerank_weight_below_one_blends_rerank_and_fused_scores(index_dir, tiny_cross_encoder_dir, weight):
     query = "brewed drinks with caffeine"
     pipe = open_pipeline(index_dir, reranker=tiny_cross_encoder_dir, config=PipelineConfig(rerank_top_n=6))
@@ -147,8 +147,7 @@ def test_a_rerank_weight_below_one_blends_rerank_and_fused_scores(index_dir, tin
     assert [h.score for h in blended] == pytest.approx([expected[h.id] for h in blended])
     assert [h.id for h in blended] == sorted(ids, key=lambda i: (-expected[i], i))
     assert all(h.scores["blend"] == h.score for h in blended)
-    if weight == 0.0:  # retrieval alone decides: the fused order comes back
-        assert [h.id for h in blended] == [h.id for h in fused]
+    assert {h.id for h in blended} == {h.id for h in fused}
 
 
 def test_a_trained_model_brings_its_max_length_and_rerank_weight(tmp_path, tiny_cross_encoder_dir):
@@ -231,3 +230,31 @@ def test_the_score_cache_keeps_the_most_recent_entries():
     cache.put_many("q", {"c": 3.0})
     assert cache.get_many("q", ["a", "b", "c"]) == [1.0, None, 3.0] and len(cache) == 2
     assert (cache.hits, cache.lookups) == (3, 4)
+
+
+def test_a_zero_rerank_weight_skips_the_rerank_stage_and_says_so(index_dir, tiny_cross_encoder_dir, tmp_path):
+    import shutil
+
+    from bertsearch.ranker.pipeline import ZERO_WEIGHT_NOTE
+
+    reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
+    (reranker / "metadata.json").write_text(json.dumps({"rerank_weight": 0.0, "rerank_top_n": 8}))
+    pipe = open_pipeline(index_dir, reranker=reranker)
+
+    class Unused:
+        def admit(self):
+            pass
+
+        def score_prefix(self, pairs, deadline):
+            raise AssertionError("a weight-0 reranker must not score")
+
+    pipe.scorer = Unused()
+    fused = pipe.search("brewed drinks with caffeine", top_k=8, config=PipelineConfig(rerank=False))
+    served = pipe.search("brewed drinks with caffeine", top_k=8)  # the model's own point: weight 0
+    asked = pipe.search("brewed drinks with caffeine", top_k=8, config=PipelineConfig(rerank_weight=0.5))
+    pipe.close()
+    assert not pipe.reranks(PipelineConfig()) and pipe.reranks(PipelineConfig(rerank_weight=0.5))
+    assert [h.id for h in served.hits] == [h.id for h in fused.hits]
+    assert served.reranked is False and served.rerank is None and served.notes == [ZERO_WEIGHT_NOTE]
+    assert "rerank" not in served.timings_ms and served.degraded is False
+    assert asked.degraded_reasons == ("failure",)  # a request's own weight above 0 does rerank
