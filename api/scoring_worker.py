@@ -4,9 +4,8 @@ Request threads never touch the tokenizer or torch: each ``score_prefix`` call p
 pairs in fused order, and its deadline) on one queue and waits. The worker thread takes pairs
 first-come first-served across jobs, waits up to ``max_wait_ms`` for a batch to fill (bounded by
 ``max_batch_pairs`` and ``max_batch_tokens``), scores the batch in one call, and hands each job its
-scores. A job's pairs join a batch only as far as the batch would end before the job's deadline; the
-rest wait for the next batch, planned again on the time then left, and a job none of whose pairs
-fits is cut (:data:`~bertsearch.ranker.rerank_budget.BUDGET`, or ``QUEUE`` when it waited behind
+scores. Before a batch it drops the pairs of any job whose deadline the batch would overrun
+(:data:`~bertsearch.ranker.rerank_budget.BUDGET`, or ``QUEUE`` when that job has waited behind
 others without a pair scored), so every job gets a prefix of its pairs scored.
 
 Admission: a job that arrives behind more queued work than ``max_queue_ms`` of scoring is refused
@@ -205,8 +204,8 @@ class ScoringWorker:
 
     def _take_batch(self) -> list[tuple[_Job, int, int]]:
         """(job, start, stop) slices of the queued pairs, first come first served, within the
-        batch bounds and each job's deadline. A job none of whose waiting pairs would finish
-        before its deadline in this batch is cut here: its remaining pairs go unscored."""
+        batch bounds. A job whose deadline this batch would overrun is cut here: its remaining
+        pairs go unscored."""
         limits, now = self.settings, time.monotonic()
         batch: list[tuple[_Job, int, int]] = []
         pairs = tokens = 0
@@ -223,11 +222,7 @@ class ScoringWorker:
                         full = True
                         break
                     if _overruns(job.deadline, now, self.speed.seconds_for(tokens + cost)):
-                        # Nothing more of it fits this batch. If some of it does, the rest waits
-                        # for the next one, planned on the time then left: the estimate errs
-                        # slow, so a batch usually ends early. Cut only when none fits.
-                        if stop == start:
-                            self._cut_locked(job, now)
+                        self._cut_locked(job, now)
                         break
                     pairs, tokens, stop = pairs + 1, tokens + cost, stop + 1
                 if job.cut is None:

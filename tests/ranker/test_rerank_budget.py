@@ -76,34 +76,3 @@ def test_short_pairs_after_long_ones_are_all_scored_within_the_budget(make):
     assert long.cut == BUDGET and 0 < len(long.scores) < len(LONG * 5)
     assert spent < 0.6 + 0.15
 
-
-class SlowFirstCall(PerTokenCost):
-    """Its first call takes three times as long (a cold start): the estimate learnt on it is pessimistic."""
-
-    calls = 0
-
-    def score_pairs(self, pairs):
-        self.calls += 1
-        if self.calls == 1:
-            time.sleep(2 * SECONDS_PER_TOKEN * sum(pair_tokens(pair, self.max_length) for pair in pairs))
-        return super().score_pairs(pairs)
-
-
-@pytest.mark.parametrize("make", ["worker", "chunked"])
-def test_time_a_pessimistic_plan_leaves_over_is_used(make):
-    """After a slow first batch the estimate is 3x the true cost: 40 short pairs (~0.26 s) look
-    like ~0.77 s, more than the 0.5 s budget. Planned once, about 26 would be scored and the rest
-    cut; planned again after each batch on the time left, all 40 are, within the budget."""
-    encoder = SlowFirstCall()
-    scorer = budgeted_scorer(make, encoder, chunk=64)
-    try:
-        scorer.score_prefix(SHORT, None)  # the cold start: 3x slower than later calls
-        assert scorer.speed.seconds_per_token == pytest.approx(3 * SECONDS_PER_TOKEN, rel=0.3)
-        started = time.monotonic()
-        got = scorer.score_prefix(SHORT, started + 0.5)
-        spent = time.monotonic() - started
-    finally:
-        if make == "worker":
-            scorer.close()
-    assert got.cut is None and len(got.scores) == len(SHORT)
-    assert spent < 0.5 + 0.15
