@@ -37,6 +37,18 @@ class TestElasticsearchLog(FeedbackLogContract):
         log.client.indices.delete(index=f"{log.queries_index},{log.events_index}", ignore_unavailable=True)
         log.close()
 
+    def test_feedback_export_reads_the_shared_log(self, feedback_log, tmp_path):
+        from bertsearch.jobs.cli import main
+
+        feedback_log.log_query(query("q1"))
+        feedback_log.add_events([click("q1")])
+        prefix = feedback_log.queries_index.removesuffix("ubi_queries")
+        url = os.environ["BERTSEARCH_ES_URL"]
+        export = ["feedback-export", "--es-url", url, "--es-prefix", prefix, "--out", str(tmp_path / "x")]
+        assert main(export) == 0
+        assert pq.read_table(tmp_path / "x" / "events.parquet").num_rows == 1
+        assert pq.read_table(tmp_path / "x" / "queries.parquet").num_rows == 2
+
 
 @pytest.mark.unit
 def test_the_log_exports_to_parquet_for_training(tmp_path):
@@ -77,3 +89,20 @@ def test_feedback_export_writes_the_log_as_parquet_from_the_command_line(tmp_pat
     missing = ["feedback-export", "--db", str(tmp_path / "none.sqlite3"), "--out", str(tmp_path / "y")]
     assert main(missing) == 2
     assert "no feedback log there" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_feedback_export_from_an_unreachable_elasticsearch_says_so(tmp_path, capsys):
+    import socket
+
+    from bertsearch.jobs.cli import main
+
+    with socket.socket() as sock:  # a loopback port nobody listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    assert main(["feedback-export", "--es-url", url, "--out", str(tmp_path / "x")]) == 2
+    assert f"cannot reach Elasticsearch at {url}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a source is required, and only one
+        main(["feedback-export", "--db", "a.sqlite3", "--es-url", url, "--out", str(tmp_path / "y")])
+    assert exit_.value.code == 2
