@@ -236,25 +236,30 @@ def test_a_zero_rerank_weight_skips_the_rerank_stage_and_says_so(index_dir, tiny
     import shutil
 
     from bertsearch.ranker.pipeline import ZERO_WEIGHT_NOTE
+    from bertsearch.ranker.rerank_budget import ScoredPrefix
 
     reranker = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "reranker")
     (reranker / "metadata.json").write_text(json.dumps({"rerank_weight": 0.0, "rerank_top_n": 8}))
     pipe = open_pipeline(index_dir, reranker=reranker)
 
-    class Unused:
+    calls = []
+
+    class Recording:  # what the pipeline asks its scorer to score
         def admit(self):
             pass
 
         def score_prefix(self, pairs, deadline):
-            raise AssertionError("a weight-0 reranker must not score")
+            calls.append(len(pairs))
+            return ScoredPrefix(np.zeros(len(pairs), dtype=np.float32))
 
-    pipe.scorer = Unused()
+    pipe.scorer = Recording()
     fused = pipe.search("brewed drinks with caffeine", top_k=8, config=PipelineConfig(rerank=False))
     served = pipe.search("brewed drinks with caffeine", top_k=8)  # the model's own point: weight 0
+    assert calls == []
     asked = pipe.search("brewed drinks with caffeine", top_k=8, config=PipelineConfig(rerank_weight=0.5))
     pipe.close()
+    assert calls == [8] and asked.reranked  # a request's own weight above 0 does rerank
     assert not pipe.reranks(PipelineConfig()) and pipe.reranks(PipelineConfig(rerank_weight=0.5))
     assert [h.id for h in served.hits] == [h.id for h in fused.hits]
     assert served.reranked is False and served.rerank is None and served.notes == [ZERO_WEIGHT_NOTE]
     assert "rerank" not in served.timings_ms and served.degraded is False
-    assert asked.degraded_reasons == ("failure",)  # a request's own weight above 0 does rerank
