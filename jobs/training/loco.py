@@ -230,39 +230,10 @@ def _summary(job: LocoJob, tables: dict[str, dict]) -> dict[str, Any]:
     choices = {name: _choice(table) for name, table in tables.items()}
     folds = []
     for name, table in tables.items():
-        others = [choices[n] for n in tables if n != name]
-        point = pooled_choice(others)  # chosen without this collection's judgments
-        row = table["grid"][str(point.depth)]
-        served = np.array(row[f"{point.weight:.1f}"])
-        hybrid = np.array(table["hybrid"])
-        delta = served - hybrid
-        p = paired_p_value(hybrid, served, job.stat_test)
-        folds.append(
-            {
-                "collection": name,
-                "queries": len(hybrid),
-                "trained_on": table["trained_on"],
-                "depth": point.depth,
-                "weight": point.weight,
-                "hybrid": float(hybrid.mean()),
-                "reranked": float(served.mean()),
-                "delta": float(delta.mean()),
-                "p": p,
-                "significant": bool(p < job.max_p),
-                "wins": int((delta > 1e-9).sum()),
-                "ties": int((np.abs(delta) <= 1e-9).sum()),
-                "losses": int((delta < -1e-9).sum()),
-                "slices": _slices(table, delta),
-                # the reranker's own ranking at that depth (weight 1), whatever the point's weight
-                "alone": float(np.mean(row["1.0"])) if "1.0" in row else None,
-                "training": _training_loss(job.work / "folds" / name / "model"),
-                "best_point_in_hindsight": {
-                    "depth": choices[name].depth,
-                    "weight": choices[name].weight,
-                    "value": choices[name].value,
-                },
-            }
-        )
+        point = pooled_choice([choices[n] for n in tables if n != name])  # without this one's judgments
+        folds.append({**_fold_row(job, name, table, point), "best_point_in_hindsight": {
+            "depth": choices[name].depth, "weight": choices[name].weight, "value": choices[name].value,
+        }})  # fmt: skip
     rule = pooled_choice(list(choices.values()))
     outcome = [
         "win" if f["significant"] and f["delta"] > 0 else "loss" if f["significant"] else "tie" for f in folds
@@ -289,6 +260,35 @@ def _summary(job: LocoJob, tables: dict[str, dict]) -> dict[str, Any]:
             "rerank_top_n": rule.depth,
             "rerank_weight": rule.weight,
         },
+    }
+
+
+def _fold_row(job: LocoJob, name: str, table: dict, point: WeightChoice) -> dict[str, Any]:
+    """One held-out collection scored at ``point``: means, the paired test, W/T/L, slices, and what
+    says whether its model learnt anything (the reranker alone, the training loss)."""
+    row = table["grid"][str(point.depth)]
+    served = np.array(row[f"{point.weight:.1f}"])
+    hybrid = np.array(table["hybrid"])
+    delta = served - hybrid
+    p = paired_p_value(hybrid, served, job.stat_test)
+    return {
+        "collection": name,
+        "queries": len(hybrid),
+        "trained_on": table["trained_on"],
+        "depth": point.depth,
+        "weight": point.weight,
+        "hybrid": float(hybrid.mean()),
+        "reranked": float(served.mean()),
+        "delta": float(delta.mean()),
+        "p": p,
+        "significant": bool(p < job.max_p),
+        "wins": int((delta > 1e-9).sum()),
+        "ties": int((np.abs(delta) <= 1e-9).sum()),
+        "losses": int((delta < -1e-9).sum()),
+        "slices": _slices(table, delta),
+        # the reranker's own ranking at that depth (weight 1), whatever the point's weight
+        "alone": float(np.mean(row["1.0"])) if "1.0" in row else None,
+        "training": _training_loss(job.work / "folds" / name / "model"),
     }
 
 
@@ -376,14 +376,27 @@ def markdown(summary: dict[str, Any]) -> str:
         "## Where reranking hurts (mean Δ per query-length bucket)",
         "",
     ]
-    hurt = [(f["collection"], s) for f in summary["folds"] for s in f["slices"] if s["hurts"]]
-    lines += [f"- {name}, {s['bucket']} queries ({s['queries']}): {s['delta']:+.4f}" for name, s in hurt] or [
+    lines += _findings(summary["folds"])
+    rule = summary["unseen_rule"]
+    lines += [
+        "",
+        "## Serving rule for unseen corpora",
+        "",
+        f"Top {rule['rerank_top_n']}, weight {rule['rerank_weight']:.1f}: the point best on the mean "
+        f"over all held-out collections ({metric} {rule['value']:.4f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _findings(folds: list[dict[str, Any]]) -> list[str]:
+    """The report's lines on where reranking hurts, and on folds whose model did not learn."""
+    hurt = [(f["collection"], s) for f in folds for s in f["slices"] if s["hurts"]]
+    lines = [f"- {name}, {s['bucket']} queries ({s['queries']}): {s['delta']:+.4f}" for name, s in hurt] or [
         "- no slice of any collection has a negative mean Δ"
     ]
-    hurting = [f["collection"] for f in summary["folds"] if f["delta"] < 0]
+    hurting = [f["collection"] for f in folds if f["delta"] < 0]
     if hurting:
         lines += ["", f"Reranking lowers the mean on: {', '.join(hurting)}."]
-    folds = summary["folds"]
     alone_hurts = [f["collection"] for f in folds if f.get("alone") is not None and f["alone"] < f["hybrid"]]
     if alone_hurts:
         lines += ["", f"The reranker alone (weight 1) ranks below hybrid on: {', '.join(alone_hurts)}."]
@@ -395,15 +408,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"random ranker's): {', '.join(unlearnt)}. Their rows measure the recipe's length more "
             "than generalisation: train longer (--epoch-groups, --epochs).",
         ]
-    rule = summary["unseen_rule"]
-    lines += [
-        "",
-        "## Serving rule for unseen corpora",
-        "",
-        f"Top {rule['rerank_top_n']}, weight {rule['rerank_weight']:.1f}: the point best on the mean "
-        f"over all held-out collections ({metric} {rule['value']:.4f}).",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def collections_from(paths: Sequence[str], index_root: Path, split: str) -> tuple[Collection, ...]:
