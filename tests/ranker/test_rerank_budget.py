@@ -48,21 +48,17 @@ def test_tokens_are_estimated_from_characters_and_capped():
     assert pair_tokens(("q", "x" * 10_000), 128) == 128
 
 
-def budgeted_scorer(make: str, encoder, chunk: int):
-    """The service's scoring worker or the in-thread chunked scorer over ``encoder``."""
-    if make == "worker":
-        settings = WorkerSettings(max_batch_pairs=64, max_batch_tokens=16_384, max_wait_ms=0)
-        return ScoringWorker(encoder, settings)
-    return ChunkedScorer(encoder, chunk=chunk)
-
-
 @pytest.mark.parametrize("make", ["worker", "chunked"])
 def test_short_pairs_after_long_ones_are_all_scored_within_the_budget(make):
     """Having learnt its speed on long pairs, a scorer fits many more short pairs in the same
     budget: 40 short pairs (640 tokens, ~0.26 s) fit in 0.6 s; 40 long ones (10,240 tokens,
     ~4 s) do not, and are cut for the budget without overrunning it."""
     encoder = PerTokenCost()
-    scorer = budgeted_scorer(make, encoder, chunk=8)
+    scorer = (
+        ScoringWorker(encoder, WorkerSettings(max_batch_pairs=64, max_batch_tokens=16_384, max_wait_ms=0))
+        if make == "worker"
+        else ChunkedScorer(encoder, chunk=8)
+    )
     try:
         scorer.score_prefix(LONG, None)  # learns its speed on long pairs: ~0.8 s
         short = scorer.score_prefix(SHORT, time.monotonic() + 0.6)
@@ -75,4 +71,3 @@ def test_short_pairs_after_long_ones_are_all_scored_within_the_budget(make):
     assert short.cut is None and len(short.scores) == len(SHORT)
     assert long.cut == BUDGET and 0 < len(long.scores) < len(LONG * 5)
     assert spent < 0.6 + 0.15
-
