@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bertsearch.api.admission import SearchSlots
 from bertsearch.api.console import add_console_routes
+from bertsearch.api.exploration import Exploration
 from bertsearch.api.feedback.records import Event, FeedbackLog, QueryRecord, ServedHit, UnknownQueryError
 from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.api.observability import Metrics, observe_requests
@@ -44,6 +47,7 @@ from bertsearch.indexer.incremental import UpdateReport
 from bertsearch.indexer.snapshot import ModelMismatchError
 from bertsearch.indexer.versions import IndexBusyError
 from bertsearch.ranker.explain import NotIndexedError, explain
+from bertsearch.ranker.pipeline import SearchPipeline, SearchResult
 from bertsearch.ranker.rerank_budget import Overloaded
 from bertsearch.ranker.response import result_to_dict
 
@@ -83,6 +87,10 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.search_slots = SearchSlots(settings.max_concurrent_searches)
+    app.state.exploration = (
+        Exploration(settings.explore_rate, settings.explore_depth) if settings.explore_rate > 0 else None
+    )
+    app.state.explore_rng = random.Random()
     app.middleware("http")(observe_requests)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
@@ -228,7 +236,8 @@ def _log_answer(log: FeedbackLog | None, query: str, answer: dict, state: Servin
         query_id=uuid.uuid4().hex,
         query=query,
         timestamp=datetime.now(UTC),
-        hits=tuple(ServedHit(n, h["id"], h["score"], h["scores"]) for n, h in enumerate(answer["hits"], 1)),
+        hits=tuple(ServedHit(n, h["id"], h["score"], h["scores"], h.get("explored", False))
+                   for n, h in enumerate(answer["hits"], 1)),
         index_version=state.version,
         reranker=state.reranker_id,
         rerank_requested=rerank.get("requested", 0),
@@ -272,6 +281,19 @@ def _add_routes(app: FastAPI) -> None:
     add_console_routes(app)
 
 
+def _search(
+    app: FastAPI, pipeline: SearchPipeline, body: SearchRequest, config
+) -> tuple[SearchResult, list[bool]]:
+    """The answer's result and, per hit, whether exploration put it on the page."""
+    exploration: Exploration | None = app.state.exploration
+    if exploration is None:
+        result = pipeline.search(body.query, top_k=body.top_k, config=config)
+        return result, [False] * len(result.hits)
+    result = pipeline.search(body.query, top_k=max(body.top_k, exploration.depth), config=config)
+    hits, explored = exploration.page(result.hits, body.top_k, app.state.explore_rng)
+    return replace(result, hits=hits), explored
+
+
 def _add_search_routes(app: FastAPI) -> None:
     @app.post("/search", response_model=SearchResponse)
     def search(
@@ -287,7 +309,7 @@ def _add_search_routes(app: FastAPI) -> None:
             with request.app.state.search_slots.held():
                 if pipeline.reranks(config) and pipeline.scorer is not None:
                     pipeline.scorer.admit()  # before retrieval: a refused request costs nothing
-                result = pipeline.search(body.query, top_k=body.top_k, config=config)
+                result, explored = _search(request.app, pipeline, body, config)
         except Overloaded as err:
             raise HTTPException(
                 status_code=503, detail=str(err), headers={"Retry-After": str(err.retry_after)}
@@ -296,6 +318,8 @@ def _add_search_routes(app: FastAPI) -> None:
         request.state.degraded = list(result.degraded_reasons)
         response.headers[VERSION_HEADER] = state.version
         answer = result_to_dict(result, body.query)
+        for hit, flag in zip(answer["hits"], explored, strict=True):
+            hit["explored"] = flag
         answer["query_id"] = _log_answer(request.app.state.feedback, body.query, answer, state)
         return answer
 

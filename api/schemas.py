@@ -74,6 +74,10 @@ class HitOut(BaseModel):
         description="score given by each stage (bm25, dense, rrf, rerank, and blend when the rerank "
         "weight is below 1)"
     )
+    explored: bool = Field(
+        False, description="shown here by exploration (BERTSEARCH_EXPLORE_RATE): drawn from below the page, "
+        "not ranked here"
+    )
 
 
 class RerankOut(BaseModel):

@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     file ``feedback_db``, default ``INDEX_DIR/feedback.sqlite3``; ``elasticsearch``: the
     ``ubi_queries``/``ubi_events`` indices at ``BERTSEARCH_ES_URL``, shared by replicas; ``off``);
     records older than ``feedback_retention_days`` are dropped when the service starts (0: kept).
+    ``explore_rate``: the probability that a shown position holds a document drawn from the served
+    order's positions ``top_k + 1`` to ``explore_depth`` (ε-greedy exploration, so that clicks can
+    reach what the ranker puts below the page; ``api/exploration.py``; 0: off, the default).
 
     The web console at ``/`` lists the evaluation reports under ``reports_dir``
     (``BERTSEARCH_REPORTS_DIR``; none: no reports page).
@@ -74,6 +77,8 @@ class ServiceSettings(BaseSettings):
     feedback_log: Literal["sqlite", "elasticsearch", "off"] = "sqlite"
     feedback_db: Path | None = None
     feedback_retention_days: float = Field(default=90.0, ge=0)
+    explore_rate: float = Field(default=0.0, ge=0, le=1)
+    explore_depth: int = Field(default=50, ge=2, le=1000)
     reports_dir: Path | None = None
 
     @field_validator("api_key")

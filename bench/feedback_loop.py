@@ -8,7 +8,8 @@ training queries over HTTP; no judgment of the training split reaches the model.
 Steps, each timed and printed, all through the real commands:
 1. `bertsearch serve` (hybrid: the registry WORK/rerankers is empty; the feedback log is
    WORK/feedback.sqlite3) on a free loopback port;
-2. the click simulator: --sessions sessions of --split queries (default train);
+2. the click simulator: --sessions sessions of --split queries (default train); with
+   --explore-rate the service explores below the page (api/exploration.py) while they click;
 3. `bertsearch train --from-feedback WORK/feedback.sqlite3` into WORK/candidate;
 4. `bertsearch tune-rerank-weight` on --dev-split: the candidate's depth and weight;
 5. `bertsearch reranker promote` through the gate on --dev-split against what is served (hybrid);
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--min-clicks", type=int, default=2)
+    parser.add_argument("--explore-rate", type=float, default=0.0,
+                        help="the service's BERTSEARCH_EXPLORE_RATE while users click (default 0: off)")
+    parser.add_argument("--explore-depth", type=int, default=50)
     parser.add_argument("--train-args", default="--epochs 1", help="further `bertsearch train` flags")
     args = parser.parse_args()
 
@@ -57,7 +61,9 @@ def main() -> None:
     log, candidate, registry = work / "feedback.sqlite3", work / "candidate", work / "rerankers"
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    env = {"BERTSEARCH_FEEDBACK_DB": str(log), "BERTSEARCH_RELOAD_SECONDS": "1"}
+    env = {"BERTSEARCH_FEEDBACK_DB": str(log), "BERTSEARCH_RELOAD_SECONDS": "1",
+           "BERTSEARCH_EXPLORE_RATE": str(args.explore_rate),
+           "BERTSEARCH_EXPLORE_DEPTH": str(args.explore_depth)}
     server, url = start_server(args.index_dir, str(registry), env, [])
     timings["serve"] = time.perf_counter() - started
     try:

@@ -34,7 +34,8 @@ class ElasticsearchLog:
             "query_id": record.query_id, "user_query": record.query,
             "timestamp": record.timestamp.isoformat(),
             "hits": [
-                {"position": h.position, "object_id": h.object_id, "score": h.score, "scores": dict(h.scores)}
+                {"position": h.position, "object_id": h.object_id, "score": h.score, "scores": dict(h.scores),
+                 "explored": h.explored}
                 for h in record.hits
             ],
             "index_version": record.index_version, "reranker": record.reranker,
@@ -64,7 +65,9 @@ class ElasticsearchLog:
         for doc in self._scan(self.queries_index, since):
             s = doc["_source"]
             hits = tuple(
-                ServedHit(h["position"], h["object_id"], h["score"], h.get("scores", {})) for h in s["hits"]
+                ServedHit(h["position"], h["object_id"], h["score"], h.get("scores", {}),
+                          h.get("explored", False))
+                for h in s["hits"]
             )
             yield QueryRecord(
                 query_id=s["query_id"], query=s["user_query"],

@@ -12,12 +12,14 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class ServedHit:
-    """One hit as it was served: position (from 1), id, final score and each stage's score."""
+    """One hit as it was served: position (from 1), id, final score, each stage's score, and whether
+    exploration put it there (api/exploration.py) rather than its rank."""
 
     position: int
     object_id: str
     score: float
     scores: Mapping[str, float] = field(default_factory=dict)
+    explored: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def export_parquet(log: FeedbackLog, folder: str | Path, since: datetime | None 
     served = [
         {"query_id": q.query_id, "query": q.query, "timestamp": q.timestamp, "index_version": q.index_version,
          "reranker": q.reranker, "position": h.position, "object_id": h.object_id, "score": h.score,
-         "rerank_scored": q.rerank_scored, "rerank_requested": q.rerank_requested}
+         "explored": h.explored, "rerank_scored": q.rerank_scored, "rerank_requested": q.rerank_requested}
         for q in log.queries(since) for h in q.hits
     ]  # fmt: skip
     events = [

@@ -47,7 +47,9 @@ class SQLiteLog:
         self._db.executescript(SCHEMA)
 
     def log_query(self, record: QueryRecord) -> None:
-        hits = [[h.position, h.object_id, h.score, dict(h.scores)] for h in record.hits]
+        # [position, id, score, scores] and, for an explored hit only, a fifth entry: true
+        hits = [[h.position, h.object_id, h.score, dict(h.scores), *([True] if h.explored else [])]
+                for h in record.hits]  # fmt: skip
         with self._lock:
             self._db.execute(
                 "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -82,7 +84,7 @@ class SQLiteLog:
             qid, query, ts, hits, version, reranker, requested, scored, reasons, client = row
             yield QueryRecord(
                 query_id=qid, query=query, timestamp=datetime.fromisoformat(ts),
-                hits=tuple(ServedHit(p, o, s, sc) for p, o, s, sc in json.loads(hits)),
+                hits=tuple(ServedHit(*hit) for hit in json.loads(hits)),
                 index_version=version, reranker=reranker, rerank_requested=requested or 0,
                 rerank_scored=scored or 0, degraded_reasons=tuple(json.loads(reasons or "[]")),
                 client_id=client,

@@ -57,8 +57,8 @@ def test_the_log_exports_to_parquet_for_training(tmp_path):
     log.add_events([click("q1", 2)])
     queries, events = export_parquet(log, tmp_path / "export")
     served = pq.read_table(queries).to_pylist()
-    assert [(r["query_id"], r["position"], r["object_id"]) for r in served] == [
-        ("q1", 1, "d1"), ("q1", 2, "d2")
+    assert [(r["query_id"], r["position"], r["object_id"], r["explored"]) for r in served] == [
+        ("q1", 1, "d1", False), ("q1", 2, "d2", True)
     ]  # fmt: skip
     assert [(r["action_name"], r["position"]) for r in pq.read_table(events).to_pylist()] == [("click", 2)]
 

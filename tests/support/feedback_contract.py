@@ -12,7 +12,8 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def query(qid: str, when: datetime = T0) -> QueryRecord:
-    hits = (ServedHit(1, "d1", 0.9, {"bm25": 3.0, "rerank": 0.9}), ServedHit(2, "d2", 0.5, {"bm25": 2.0}))
+    hits = (ServedHit(1, "d1", 0.9, {"bm25": 3.0, "rerank": 0.9}),
+            ServedHit(2, "d2", 0.5, {"bm25": 2.0}, explored=True))  # fmt: skip
     return QueryRecord(qid, f"text of {qid}", when, hits, "v1", reranker="/models/r", rerank_requested=2,
                        rerank_scored=1, degraded_reasons=("budget",))  # fmt: skip
 
