@@ -122,6 +122,9 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negatives", type=int, default=7, help="negatives per positive (default 7)")
     g.add_argument("--sampling", choices=("random", "top"), default="random")
     g.add_argument("--skip-top", type=int, default=0, help="ignore the first K candidates when sampling")
+    g.add_argument("--positives", choices=("all", "retrieved"), default="all",
+                   help="train on all judged-relevant documents (default), or only on those among the "
+                   "--mine-depth candidates: the ones a served rerank at that depth can see")
     g = p.add_argument_group("training")
     g.add_argument("--base-model", default=None, help="initial weights (default: the packaged MiniLM)")
     g.add_argument("--epochs", type=int, default=1)
@@ -269,7 +272,8 @@ def model_settings(args: argparse.Namespace, *, passage: str):
     from bertsearch.ranker.training.loop import TrainConfig
 
     mining = MiningConfig(depth=args.mine_depth, negatives=args.negatives, sampling=args.sampling,
-                          skip_top=args.skip_top, seed=args.seed, passage=passage)
+                          skip_top=args.skip_top, seed=args.seed, passage=passage,
+                          positives=args.positives)
     train = TrainConfig(
         base_model=args.base_model,
         max_length=args.max_length,

@@ -218,7 +218,7 @@ def run(job: TrainJob, *, progress: bool = True) -> TrainOutcome:
         "dataset": str(dataset.root.resolve()) if dataset is not None else None,
         "index_version": snapshot.manifest.version,
         "source": source,
-        "mining": asdict(job.mining),
+        "mining": job.mining.describe(),
         "training_query_ids": settings_key({"ids": [q.id for q in queries]}),
     }
     groups, mining_seconds = mined_groups(job, snapshot, queries, data_info, work_dir)
@@ -286,6 +286,7 @@ def mined_groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], wo
             "groups": len(report.groups),
             "skipped": report.skipped,
             "padded_groups": report.padded_groups,
+            "positives_not_retrieved": report.positives_not_retrieved,
             "seconds": round(seconds, 1),
         },
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def fold_settings(job: LocoJob) -> dict[str, Any]:
     return json.loads(json.dumps({
         "depths": sorted(job.depths), "weights": [float(w) for w in job.weights], "metric": job.metric,
         "temperature": template.temperature, "epoch_groups": template.epoch_groups,
-        "mining": asdict(template.mining),
+        "mining": template.mining.describe(),
         "train": template.train.hyperparameters(), "workers": template.scaling.workers,
         "extra": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.extra],
         "collections": [str(Path(c.dataset).resolve()) + ":" + c.split for c in job.collections],

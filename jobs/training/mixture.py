@@ -28,7 +28,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -254,7 +254,7 @@ def _mine_collections(job: MixtureJob, work_dir: Path, progress: bool):
             "dataset": str(dataset.root.resolve()),
             "index_version": snapshot.manifest.version,
             "source": source,
-            "mining": asdict(job.mining),
+            "mining": job.mining.describe(),
             "training_query_ids": settings_key({"ids": [q.id for q in queries]}),
         }
         groups[collection.name], seconds = mined_groups(

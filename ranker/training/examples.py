@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PassageView = Literal["body", "text"]
 Sampling = Literal["random", "top"]
+PositiveSource = Literal["all", "retrieved"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,10 @@ class MiningConfig:
     ranked); ``skip_top``: candidates ignored at the head of the list, where unjudged relevant
     documents (false negatives) are likeliest; ``passage``: what the model reads of a document,
     ``body`` (title + text, as served) or ``text`` (title-as-query training, where the title
-    must not appear in any passage).
+    must not appear in any passage); ``positives``: ``all`` judged-relevant documents, or only
+    those ``retrieved`` among the ``depth`` candidates, the documents a served rerank at that depth
+    can see (on collections judged far beyond what retrieval finds, such as CISI, most positives
+    are documents no candidate list holds).
     """
 
     depth: int = 50
@@ -104,6 +108,7 @@ class MiningConfig:
     skip_top: int = 0
     seed: int = 13
     passage: PassageView = "body"
+    positives: PositiveSource = "all"
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= 1000:
@@ -116,6 +121,16 @@ class MiningConfig:
             raise ValueError(f"skip_top must be in [0, depth) = [0, {self.depth}), got {self.skip_top}")
         if self.passage not in ("body", "text"):
             raise ValueError(f"passage must be 'body' or 'text', not {self.passage!r}")
+        if self.positives not in ("all", "retrieved"):
+            raise ValueError(f"positives must be 'all' or 'retrieved', not {self.positives!r}")
+
+    def describe(self) -> dict[str, object]:
+        """The settings as recorded beside mined groups (``positives`` only when not the default,
+        so groups mined before it existed still match their settings)."""
+        settings = asdict(self)
+        if self.positives == "all":
+            del settings["positives"]
+        return settings
 
 
 @dataclass
@@ -124,6 +139,7 @@ class MiningReport:
     queries: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (query id, reason)
     padded_groups: int = 0  # groups whose pool was smaller than ``negatives`` (sampled with repeats)
+    positives_not_retrieved: int = 0  # positives left out under ``positives="retrieved"``
 
 
 def passage_of(document: Document, view: PassageView) -> str:
@@ -209,9 +225,14 @@ def _groups_for(pipeline, query, hits, documents, config, report) -> None:
     if not pool:
         report.skipped.append((query.id, f"no negative among the top {config.depth} candidates"))
         return
-    missing = [p.doc_id for p in query.positives if p.passage is None]
+    positives = query.positives
+    if config.positives == "retrieved":
+        candidates = {hit.id for hit in hits}
+        positives = tuple(p for p in positives if p.doc_id in candidates)
+        report.positives_not_retrieved += len(query.positives) - len(positives)
+    missing = [p.doc_id for p in positives if p.passage is None]
     stored = pipeline.lexical.get(missing) if missing else {}
-    for positive in query.positives:
+    for positive in positives:
         if positive.passage is not None:
             text = positive.passage
         elif positive.doc_id in stored:

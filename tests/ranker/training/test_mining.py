@@ -98,3 +98,31 @@ def test_documents_relevant_to_a_query_of_the_same_text_are_never_negatives():
     assert made["89"].never_negative == {"d1", "d2"}
     assert made["91"].never_negative == {"d3"}
     assert [p.doc_id for p in made["90"].positives] == ["d2"]  # the twin's document is banned, not a positive
+
+
+@pytest.mark.unit
+def test_retrieved_positives_keeps_only_those_among_the_mined_candidates(toy_index):
+    queries = {"q1": "programming language garbage collection"}
+    qrels = {"q1": {"python": 1, "rust": 1, "volcano": 1, "tea": 1}}
+    pipeline = open_pipeline(toy_index)
+    try:
+        top = {hit.id for hit in pipeline.search(queries["q1"], top_k=3, config=pipeline.config.with_overrides(
+            rerank=False, lexical_k=50, dense_k=50)).hits}  # fmt: skip
+        judged = queries_from_qrels(queries, qrels)
+        everything = mine_groups(pipeline, judged, MiningConfig(depth=3, negatives=2))
+        retrieved = mine_groups(pipeline, judged, MiningConfig(depth=3, negatives=2, positives="retrieved"))
+    finally:
+        pipeline.close()
+    assert top & set(qrels["q1"]) and set(qrels["q1"]) - top  # the case needs both kinds of positive
+    assert sorted(g.doc_ids[0] for g in everything.groups) == sorted(qrels["q1"])
+    assert sorted(g.doc_ids[0] for g in retrieved.groups) == sorted(top & set(qrels["q1"]))
+    assert retrieved.positives_not_retrieved == len(set(qrels["q1"]) - top)
+    assert everything.positives_not_retrieved == 0
+
+
+@pytest.mark.unit
+def test_the_recorded_mining_settings_name_positives_only_when_not_the_default():
+    assert "positives" not in MiningConfig().describe()  # groups mined before the option still match
+    assert MiningConfig(positives="retrieved").describe()["positives"] == "retrieved"
+    with pytest.raises(ValueError, match="positives"):
+        MiningConfig(positives="some")
