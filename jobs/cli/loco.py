@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pretrain-steps", type=int, default=None, help="cap each pre-training epoch")
     g.add_argument("--pretrain-limit", type=int, default=None, help="at most N documents of the corpus")
     g.add_argument("--pretrain-lr", type=float, default=5e-5)
+    g.add_argument("--pretrain-head-lr", type=float, default=None,
+                   help="the masked-LM head's rate (default: --pretrain-lr; see `pretrain --head-lr`)")
     g.add_argument("--pretrain-batch-size", type=int, default=16)
     model_arguments(p)
     p.set_defaults(run=loco)
@@ -91,7 +93,8 @@ def _fold_base(args: argparse.Namespace, train, scaling):
         return None, None
     config = PretrainConfig(
         base_model=train.base_model, max_length=train.max_length, epochs=args.pretrain_epochs,
-        batch_size=args.pretrain_batch_size, learning_rate=args.pretrain_lr, precision=train.precision,
+        batch_size=args.pretrain_batch_size, learning_rate=args.pretrain_lr,
+        head_learning_rate=args.pretrain_head_lr, precision=train.precision,
         seed=train.seed, max_steps_per_epoch=args.pretrain_steps,
     )
     settings = {**config.hyperparameters(), "limit": args.pretrain_limit}

@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-length", type=int, default=256, help="tokens per chunk, special tokens included")
     g.add_argument("--batch-size", type=int, default=16, help="chunks per worker per optimizer step")
     g.add_argument("--lr", type=float, default=5e-5, help="learning rate (default 5e-5)")
+    g.add_argument("--head-lr", type=float, default=None,
+                   help="the masked-LM head's rate (default: --lr); a model without masked-LM weights, "
+                   "such as the packaged MiniLM, starts that head fresh (docs/training.md)")
     g.add_argument("--warmup-ratio", type=float, default=0.1)
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument(
@@ -88,6 +91,7 @@ def _pretrain_job(args: argparse.Namespace):
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            head_learning_rate=args.head_lr,
             weight_decay=args.weight_decay,
             warmup_ratio=args.warmup_ratio,
             mlm_probability=args.mlm_probability,

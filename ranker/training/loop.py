@@ -68,8 +68,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_training_settings(self, ("epochs", "groups_per_batch", "grad_accum", "log_every"))
-        if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
-            raise ValueError(f"head_learning_rate must be in (0, 1) or None, got {self.head_learning_rate}")
         get_loss(self.loss)  # an unknown name is refused with the known ones
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +88,8 @@ def check_training_settings(config, counts: Sequence[str]) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if not 0 < config.learning_rate < 1:
         raise ValueError(f"learning_rate must be in (0, 1), got {config.learning_rate}")
+    if config.head_learning_rate is not None and not 0 < config.head_learning_rate < 1:
+        raise ValueError(f"head_learning_rate must be in (0, 1) or None, got {config.head_learning_rate}")
     if not 0 <= config.warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
     if config.weight_decay < 0 or config.max_grad_norm <= 0:
@@ -149,6 +149,9 @@ class OptimizerSettings(Protocol):
 
     @property
     def learning_rate(self) -> float: ...
+
+    @property
+    def head_learning_rate(self) -> float | None: ...
 
     @property
     def weight_decay(self) -> float: ...
@@ -284,15 +287,15 @@ def _pairs(batch: Sequence[TrainingGroup]) -> list[tuple[str, str]]:
 
 def _parameter_groups(model: torch.nn.Module, config: OptimizerSettings) -> list[dict[str, Any]]:
     # Biases and LayerNorm weights take no weight decay (the BERT fine-tuning convention); the
-    # classification head (``classifier.*``, or ``score.*`` in some architectures) may get its own
-    # rate. Only TrainConfig has a head rate: a masked-LM run has no relevance head.
-    head_lr = getattr(config, "head_learning_rate", None)
-    head_lr = head_lr if head_lr is not None else config.learning_rate
+    # head may get its own rate: the relevance head (``classifier.*``, or ``score.*`` in some
+    # architectures) or the masked-LM head (``cls.*``; its decoder is tied to the word embeddings,
+    # which named_parameters lists once, under the encoder).
+    head_lr = config.head_learning_rate if config.head_learning_rate is not None else config.learning_rate
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_head = name.startswith(("classifier.", "score."))
+        is_head = name.startswith(("classifier.", "score.", "cls."))
         groups.setdefault((is_head, parameter.ndim >= 2), []).append(parameter)
     return [
         {

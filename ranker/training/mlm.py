@@ -50,6 +50,9 @@ class PretrainConfig:
 
     ``batch_size``: chunks per worker per optimizer step (the effective batch is that times the
     number of workers). ``max_length``: tokens per chunk, [CLS] and [SEP] included.
+    ``head_learning_rate``: the masked-LM head's rate (None: ``learning_rate``). A model without
+    masked-LM weights (the packaged MiniLM) starts that head fresh, and at an encoder's rate it
+    learns little in a short run while its errors flow into the encoder.
     ``mlm_probability``: share of a chunk's tokens that are masked and predicted.
     ``max_steps_per_epoch`` caps an epoch (smoke runs). ``kill_after_epoch`` makes every worker
     SIGKILL itself right after that epoch's checkpoint: it exists to test resuming, and is not a
@@ -61,6 +64,7 @@ class PretrainConfig:
     epochs: int = 1
     batch_size: int = 16
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -81,7 +85,9 @@ class PretrainConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """What decides the weights: a resumed run must match these (not logging, not test hooks)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("log_every", "kill_after_epoch")}
+        # head_learning_rate only when set, so runs from before it existed still match theirs
+        unset = {"head_learning_rate"} if self.head_learning_rate is None else set()
+        return {k: v for k, v in self.to_dict().items() if k not in {"log_every", "kill_after_epoch", *unset}}
 
 
 @dataclass(frozen=True)

@@ -106,8 +106,8 @@ def test_retrieved_positives_keeps_only_those_among_the_mined_candidates(toy_ind
     qrels = {"q1": {"python": 1, "rust": 1, "volcano": 1, "tea": 1}}
     pipeline = open_pipeline(toy_index)
     try:
-        top = {hit.id for hit in pipeline.search(queries["q1"], top_k=3, config=pipeline.config.with_overrides(
-            rerank=False, lexical_k=50, dense_k=50)).hits}  # fmt: skip
+        fused = pipeline.config.with_overrides(rerank=False, lexical_k=50, dense_k=50)
+        top = {hit.id for hit in pipeline.search(queries["q1"], top_k=3, config=fused).hits}
         judged = queries_from_qrels(queries, qrels)
         everything = mine_groups(pipeline, judged, MiningConfig(depth=3, negatives=2))
         retrieved = mine_groups(pipeline, judged, MiningConfig(depth=3, negatives=2, positives="retrieved"))

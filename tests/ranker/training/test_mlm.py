@@ -141,3 +141,17 @@ def test_one_epoch_trains_and_the_saved_folder_keeps_the_base_pooler(tiny_bert_d
     torch.testing.assert_close(
         classifier.bert.encoder.layer[0].attention.self.query.weight, query, rtol=0, atol=0
     )
+
+
+def test_the_masked_lm_head_can_learn_at_its_own_rate(tiny_bert_dir):
+    model, initialised = load_mlm_model(tiny_bert_dir)
+    config = PretrainConfig(base_model=str(tiny_bert_dir), learning_rate=5e-5, head_learning_rate=1e-3)
+    optimizer, _ = make_optimizer(model, config, 10)
+    rate = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+    names = dict(model.named_parameters())
+    assert {n for n in names if rate[id(names[n])] == 1e-3} == {n for n in names if n.startswith("cls.")}
+    assert {n for n in initialised if n in names} <= {n for n in names if n.startswith("cls.")}
+    assert rate[id(model.bert.embeddings.word_embeddings.weight)] == 5e-5  # the tied decoder: encoder's rate
+    assert "head_learning_rate" not in PretrainConfig().hyperparameters()  # earlier runs still match
+    with pytest.raises(ValueError, match="head_learning_rate"):
+        PretrainConfig(head_learning_rate=2.0)

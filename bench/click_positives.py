@@ -1,0 +1,75 @@
+"""What a feedback log's clicks would teach, measured against the judgments the users clicked by.
+
+    python bench/click_positives.py var/loop/scifact/feedback.sqlite3 \
+        --dataset var/data/scifact-dev --split train
+
+For a log written while simulated users (bench/click_simulator.py) asked the judged queries of
+--split, applies the click rule of `bertsearch train --from-feedback` (ranker/training/clicks.py)
+at each --min-clicks and prints, per rule, as JSON: the positives it yields, how many of them are
+judged relevant (precision) and what share of the judged-relevant documents they recover (recall);
+and, for a log written with exploration on (BERTSEARCH_EXPLORE_RATE), the positives whose document
+was shown only by exploration (never at its own rank), and how many of those are judged relevant.
+Measurement only: judgments never reach training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from bertsearch.api.feedback.sqlite_log import SQLiteLog
+from bertsearch.jobs.datasets.beir import BeirDataset
+from bertsearch.jobs.datasets.feedback import sessions_of
+from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks
+from bertsearch.ranker.training.examples import normalised_query
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("log", type=Path, help="the service's SQLite feedback log")
+    parser.add_argument("--dataset", type=Path, required=True, help="the judged BEIR folder users asked")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--min-clicks", default="1,2", help="click-rule thresholds to measure (default 1,2)")
+    args = parser.parse_args()
+
+    split = BeirDataset(args.dataset).load(args.split)
+    relevant: dict[str, set[str]] = defaultdict(set)  # by normalised text, as the click rule groups
+    for qid, judged in split.qrels.items():
+        if qid in split.queries:
+            relevant[normalised_query(split.queries[qid])] |= {d for d, g in judged.items() if g > 0}
+    log = SQLiteLog(args.log)
+    try:
+        queries, events = list(log.queries()), list(log.events())
+    finally:
+        log.close()
+    ranked: dict[str, set[str]] = defaultdict(set)  # documents shown at their own rank, per query text
+    for record in queries:
+        ranked[normalised_query(record.query)] |= {h.object_id for h in record.hits if not h.explored}
+    sessions = sessions_of(queries, events)
+    judged_total = sum(len(docs) for docs in relevant.values())
+    print(json.dumps({
+        "sessions": len(sessions), "explored_hits": sum(h.explored for q in queries for h in q.hits),
+        "judged_relevant": judged_total,
+        "judged_relevant_never_shown_at_rank": sum(len(d - ranked[k]) for k, d in relevant.items()),
+    }))  # fmt: skip
+    for min_clicks in (int(n) for n in args.min_clicks.split(",")):
+        made = judgments_from_clicks(sessions, ClickRule(min_clicks=min_clicks))
+        positives = [(normalised_query(q.text), p.doc_id) for q in made.queries for p in q.positives]
+        correct = sum(doc in relevant[key] for key, doc in positives)
+        explored_only = [(key, doc) for key, doc in positives if doc not in ranked[key]]
+        print(json.dumps({
+            "min_clicks": min_clicks, "positives": len(positives), "judged_relevant": correct,
+            "precision": round(correct / max(len(positives), 1), 3),
+            "recall": round(correct / max(judged_total, 1), 3),
+            "shown_only_by_exploration": len(explored_only),
+            "of_those_judged_relevant": sum(doc in relevant[key] for key, doc in explored_only),
+            "queries_with_a_positive": len(made.queries),
+        }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
