@@ -90,7 +90,7 @@ def create_app(settings: ServiceSettings, scorer_factory: ScorerFactory | None =
     app.state.exploration = (
         Exploration(settings.explore_rate, settings.explore_depth) if settings.explore_rate > 0 else None
     )
-    app.state.explore_rng = random.Random()
+    app.state.explore_rng = random.Random()  # unseeded: each process explores its own way
     app.middleware("http")(observe_requests)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
