@@ -38,7 +38,8 @@ def test_search_answers_in_the_documented_shape(tiny_client):
     }
     assert body["rerank"] is None and body["degraded"] is False and body["degraded_reasons"] == []
     assert body["hits"][0]["id"] == "volcano"
-    assert set(body["hits"][0]) == {"id", "title", "snippet", "score", "scores"}
+    assert set(body["hits"][0]) == {"id", "title", "snippet", "score", "scores", "explored"}
+    assert not any(hit["explored"] for hit in body["hits"])  # exploration is off by default
     assert body["hits"][0]["title"] == "Volcanoes" and "magma" in body["hits"][0]["snippet"]
     assert body["reranked"] is False and "no trained reranker" in body["notes"][0]
 
