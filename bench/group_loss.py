@@ -21,8 +21,11 @@ import random
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bertsearch.ranker.cross_encoder import CrossEncoder
+from bertsearch.ranker.training.examples import TrainingGroup
+from bertsearch.ranker.training.losses import listwise_softmax_ce
 
 
 def main() -> None:
@@ -41,21 +44,18 @@ def main() -> None:
         raise SystemExit(f"{args.work}/collections: no collection with a groups.jsonl")
     for folder in folders:
         with open(folder / "groups.jsonl", encoding="utf-8") as lines:
-            groups = [json.loads(line) for line in lines]
+            groups = [TrainingGroup.from_dict(json.loads(line)) for line in lines if line.strip()]
         random.Random(args.seed).shuffle(groups)
-        losses, first = [], 0
-        for group in groups[: args.groups]:
-            scores = reranker.score_pairs([(group["query"], p) for p in group["passages"]]).astype(np.float64)
-            top = scores.max()
-            losses.append(top + math.log(np.exp(scores - top).sum()) - scores[0])
-            first += int(scores.argmax() == 0)
+        sample = groups[: args.groups]
+        scores = torch.tensor(np.stack([
+            reranker.score_pairs([(g.query, passage) for passage in g.passages]) for g in sample
+        ]))  # fmt: skip
         print(json.dumps({
-            "collection": folder.name, "groups": len(losses), "of": len(groups),
-            "loss": round(float(np.mean(losses)), 3),
-            "random_loss": round(math.log(len(groups[0]["passages"])), 3),
-            "positive_first": round(first / len(losses), 3),
+            "collection": folder.name, "groups": len(sample), "of": len(groups),
+            "loss": round(float(listwise_softmax_ce(scores)), 3),  # the training objective, mean over groups
+            "random_loss": round(math.log(sample[0].size), 3),
+            "positive_first": round(int((scores.argmax(dim=1) == 0).sum()) / len(sample), 3),
         }), flush=True)  # fmt: skip
-
 
 if __name__ == "__main__":
     main()
