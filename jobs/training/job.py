@@ -271,12 +271,13 @@ def mined_groups(job: TrainJob, snapshot, queries, data_info: dict[str, Any], wo
         report.groups, _ = with_teacher_scores(report.groups, job.distillation.teacher, job.train.max_length)
     seconds = time.perf_counter() - started
     log.info(
-        "mined %d groups from %d queries in %.1f s (%d skipped, %d padded)",
+        "mined %d groups from %d queries in %.1f s (%d skipped, %d padded, %d positives not retrieved)",
         len(report.groups),
         report.queries,
         seconds,
         len(report.skipped),
         report.padded_groups,
+        report.positives_not_retrieved,
     )
     save_groups(work_dir, report.groups, data_info)
     atomic.write_json(
