@@ -31,8 +31,9 @@ class Exploration:
 
     def page(self, served: Sequence[T], top_k: int, rng: random.Random) -> tuple[list[T], list[bool]]:
         """The ``top_k`` items shown for ``served`` (the served order, at least ``depth`` long when
-        the candidates allow) and, per shown item, whether exploration put it there. Items of the
-        served order keep their relative order; nothing is shown twice."""
+        the candidates allow) and, per shown item, whether exploration put it there. The served
+        head keeps its relative order (explored items, drawn uniformly from below it, are slotted
+        in between); nothing is shown twice."""
         head, below = list(served[:top_k]), list(served[top_k : self.depth])
         shown, explored = [], []
         while head and len(shown) < top_k:

@@ -23,7 +23,7 @@ from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.jobs.datasets.feedback import sessions_of
 from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks
-from bertsearch.ranker.training.examples import normalised_query
+from bertsearch.ranker.training.examples import normalised_query, relevant_by_text
 
 
 def main() -> None:
@@ -37,10 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     split = BeirDataset(args.dataset).load(args.split)
-    relevant: dict[str, set[str]] = defaultdict(set)  # by normalised text, as the click rule groups
-    for qid, judged in split.qrels.items():
-        if qid in split.queries:
-            relevant[normalised_query(split.queries[qid])] |= {d for d, g in judged.items() if g > 0}
+    relevant = relevant_by_text(split.queries, split.qrels)
     log = SQLiteLog(args.log)
     try:
         queries, events = list(log.queries()), list(log.events())

@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=80, help="groups scored per collection (default 80)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if args.groups < 1:
+        parser.error("--groups must be at least 1")
 
     reranker = CrossEncoder(args.model).load()
     folders = sorted(p for p in (args.work / "collections").iterdir() if (p / "groups.jsonl").is_file())
@@ -47,6 +49,9 @@ def main() -> None:
             groups = [TrainingGroup.from_dict(json.loads(line)) for line in lines if line.strip()]
         random.Random(args.seed).shuffle(groups)
         sample = groups[: args.groups]
+        if not sample:  # e.g. a collection whose positives were all left out by --positives retrieved
+            print(json.dumps({"collection": folder.name, "groups": 0, "of": 0}), flush=True)
+            continue
         scores = torch.tensor(np.stack([
             reranker.score_pairs([(g.query, passage) for passage in g.passages]) for g in sample
         ]))  # fmt: skip

@@ -160,10 +160,7 @@ def queries_from_qrels(
         query_id: sorted(doc for doc, grade in judged.items() if grade > 0)
         for query_id, judged in qrels.items()
     }
-    by_text: dict[str, set[str]] = defaultdict(set)
-    for query_id, docs in relevant.items():
-        if query_id in queries:
-            by_text[normalised_query(queries[query_id])].update(docs)
+    by_text = relevant_by_text(queries, qrels)
     out = []
     for query_id in sorted(qrels):
         docs = relevant[query_id]
@@ -179,6 +176,18 @@ def queries_from_qrels(
             )
         )
     return out
+
+
+def relevant_by_text(
+    queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]
+) -> dict[str, set[str]]:
+    """The judged-relevant (grade > 0) documents of each normalised query text: queries asked
+    in the same words under several ids are one question, as the click rule groups them."""
+    by_text: dict[str, set[str]] = defaultdict(set)
+    for query_id, judged in qrels.items():
+        if query_id in queries:
+            by_text[normalised_query(queries[query_id])].update(d for d, grade in judged.items() if grade > 0)
+    return by_text
 
 
 def normalised_query(text: str) -> str:
@@ -222,14 +231,17 @@ def _groups_for(pipeline, query, hits, documents, config, report) -> None:
         if hit.id not in banned and hit.id in documents
     ]
     pool = [(doc_id, text) for doc_id, text in pool if text]
-    if not pool:
-        report.skipped.append((query.id, f"no negative among the top {config.depth} candidates"))
-        return
     positives = query.positives
     if config.positives == "retrieved":
         candidates = {hit.id for hit in hits}
         positives = tuple(p for p in positives if p.doc_id in candidates)
         report.positives_not_retrieved += len(query.positives) - len(positives)
+        if not positives:
+            report.skipped.append((query.id, f"no positive among the top {config.depth} candidates"))
+            return
+    if not pool:
+        report.skipped.append((query.id, f"no negative among the top {config.depth} candidates"))
+        return
     missing = [p.doc_id for p in positives if p.passage is None]
     stored = pipeline.lexical.get(missing) if missing else {}
     for positive in positives:

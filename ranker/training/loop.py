@@ -289,13 +289,16 @@ def _parameter_groups(model: torch.nn.Module, config: OptimizerSettings) -> list
     # Biases and LayerNorm weights take no weight decay (the BERT fine-tuning convention); the
     # head may get its own rate: the relevance head (``classifier.*``, or ``score.*`` in some
     # architectures) or the masked-LM head (``cls.*``; its decoder is tied to the word embeddings,
-    # which named_parameters lists once, under the encoder).
+    # which named_parameters lists once, under the encoder). The masked-LM head is a group of its
+    # own only when it has its own rate: without one the groups are those of the runs made before
+    # that rate existed, so their checkpoints' optimizer states still load on resume.
     head_lr = config.head_learning_rate if config.head_learning_rate is not None else config.learning_rate
+    head_prefixes = ("classifier.", "score.") + (("cls.",) if config.head_learning_rate is not None else ())
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_head = name.startswith(("classifier.", "score.", "cls."))
+        is_head = name.startswith(head_prefixes)
         groups.setdefault((is_head, parameter.ndim >= 2), []).append(parameter)
     return [
         {

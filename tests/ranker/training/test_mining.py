@@ -118,6 +118,24 @@ def test_retrieved_positives_keeps_only_those_among_the_mined_candidates(toy_ind
     assert sorted(g.doc_ids[0] for g in retrieved.groups) == sorted(top & set(qrels["q1"]))
     assert retrieved.positives_not_retrieved == len(set(qrels["q1"]) - top)
     assert everything.positives_not_retrieved == 0
+    assert retrieved.skipped == [] and everything.skipped == []
+
+
+@pytest.mark.unit
+def test_a_query_without_a_retrieved_positive_is_skipped_with_its_reason(toy_index):
+    text = "programming language garbage collection"
+    pipeline = open_pipeline(toy_index)
+    try:
+        fused = pipeline.config.with_overrides(rerank=False, lexical_k=50, dense_k=50)
+        top = {hit.id for hit in pipeline.search(text, top_k=3, config=fused).hits}
+        unseen = sorted({"python", "rust", "volcano", "tea"} - top)
+        judged = queries_from_qrels({"q1": text}, {"q1": dict.fromkeys(unseen, 1)})
+        report = mine_groups(pipeline, judged, MiningConfig(depth=3, negatives=2, positives="retrieved"))
+    finally:
+        pipeline.close()
+    assert unseen and report.groups == []
+    assert report.skipped == [("q1", "no positive among the top 3 candidates")]
+    assert report.positives_not_retrieved == len(unseen)
 
 
 @pytest.mark.unit

@@ -155,3 +155,22 @@ def test_the_masked_lm_head_can_learn_at_its_own_rate(tiny_bert_dir):
     assert "head_learning_rate" not in PretrainConfig().hyperparameters()  # earlier runs still match
     with pytest.raises(ValueError, match="head_learning_rate"):
         PretrainConfig(head_learning_rate=2.0)
+
+
+def test_without_a_head_rate_the_optimizer_state_of_earlier_runs_still_loads(tiny_bert_dir):
+    # Runs made before the head rate existed put the masked-LM head with the encoder: two groups
+    # (decayed or not). A resume from such a checkpoint must find the same groups.
+    model, _ = load_mlm_model(tiny_bert_dir)
+    earlier, _ = make_optimizer(model, PretrainConfig(base_model=str(tiny_bert_dir)), 10)
+    assert len(earlier.param_groups) == 2
+    model(
+        **{"input_ids": torch.tensor([[2, 5, 7, 3]]), "labels": torch.tensor([[-100, 5, -100, -100]])}
+    ).loss.backward()
+    earlier.step()
+    resumed, _ = make_optimizer(model, PretrainConfig(base_model=str(tiny_bert_dir)), 10)
+    resumed.load_state_dict(earlier.state_dict())  # raises on another number of groups
+    with_rate, _ = make_optimizer(
+        model, PretrainConfig(base_model=str(tiny_bert_dir), head_learning_rate=1e-3), 10
+    )
+    with pytest.raises(ValueError, match="parameter group"):
+        with_rate.load_state_dict(earlier.state_dict())
