@@ -289,7 +289,18 @@ def _fold_row(job: LocoJob, name: str, table: dict, point: WeightChoice) -> dict
         # the reranker's own ranking at that depth (weight 1), whatever the point's weight
         "alone": float(np.mean(row["1.0"])) if "1.0" in row else None,
         "training": _training_loss(job.work / "folds" / name / "model"),
+        "sampled": _sampled_groups(job.work / "folds" / name / "model"),
     }
+
+
+def _sampled_groups(model: Path) -> dict[str, int] | None:
+    """How many training groups the fold's mixture drew from each collection (what balancing
+    decided), or None for a model folder without that record."""
+    record = ModelRecord.read(model)
+    mixture = record.provenance.get("data", {}).get("mixture") if record is not None else None
+    if not mixture:
+        return None
+    return {name: int(c["sampled"]) for name, c in mixture.get("collections", {}).items()}
 
 
 def _training_loss(model: Path) -> dict[str, float] | None:
@@ -344,8 +355,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "(depth, weight) chosen on the other held-out collections. † significant "
         f"({summary['stat_test']} paired test, p < {summary['max_p']}).",
         "",
-        "| held out | queries | trained on | point | hybrid | reranked | Δ | p | W / T / L | alone (w 1) "
-        "| train loss (chance) |",
+        "| held out | queries | trained on (groups drawn) | point | hybrid | reranked | Δ | p | W / T / L "
+        "| alone (w 1) | train loss (chance) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in summary["folds"]:
@@ -353,7 +364,7 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = [
             f["collection"],
             f["queries"],
-            ", ".join(f["trained_on"]),
+            ", ".join(_with_count(name, f.get("sampled")) for name in f["trained_on"]),
             f"top {f['depth']}, w {f['weight']:.1f}",
             f"{f['hybrid']:.4f}",
             f"{f['reranked']:.4f}{mark}",
@@ -386,6 +397,10 @@ def markdown(summary: dict[str, Any]) -> str:
         f"over all held-out collections ({metric} {rule['value']:.4f}).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _with_count(name: str, sampled: dict[str, int] | None) -> str:
+    return f"{name} {sampled[name]}" if sampled and name in sampled else name
 
 
 def _findings(folds: list[dict[str, Any]]) -> list[str]:

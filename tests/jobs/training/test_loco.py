@@ -194,8 +194,10 @@ def test_a_fold_whose_model_barely_learnt_is_named_in_the_report(tmp_path):
     for name, loss in (("a", 2.0), ("b", 1.2)):  # ln 8 = 2.079: a is at 96 % of chance, b learnt
         model = tmp_path / "folds" / name / "model"
         model.mkdir(parents=True)
+        mixture = {"collections": {"others": {"sampled": 30 if name == "a" else 70}}}
         ModelRecord(provenance={"epochs": [{"epoch": 1, "train_loss": loss}], "group_size": 8,
-                                "hyperparameters": {"loss": "listwise"}}).write(model)
+                                "hyperparameters": {"loss": "listwise"},
+                                "data": {"mixture": mixture}}).write(model)  # fmt: skip
     collections = tuple(Collection(tmp_path / n, tmp_path / "idx" / n, "test") for n in tables)
     job = LocoJob(collections=collections, work=tmp_path, depths=(2,), weights=(0.0, 1.0),
                   template=MixtureJob(collections=collections, out=tmp_path / "x"))
@@ -206,6 +208,8 @@ def test_a_fold_whose_model_barely_learnt_is_named_in_the_report(tmp_path):
     report = markdown(summary)
     assert "barely learnt" in report and "random ranker's): a. " in report
     assert "| 2.000 (2.079) |" in report
+    assert [f["sampled"] for f in summary["folds"]] == [{"others": 30}, {"others": 70}]
+    assert "| a | 2 | others 30 |" in report and "| b | 2 | others 70 |" in report  # what balancing drew
 
 
 @pytest.mark.unit
