@@ -62,5 +62,6 @@ def main() -> None:
             "positive_first": round(int((scores.argmax(dim=1) == 0).sum()) / len(sample), 3),
         }), flush=True)  # fmt: skip
 
+
 if __name__ == "__main__":
     main()

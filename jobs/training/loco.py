@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -271,6 +271,7 @@ def _fold_row(job: LocoJob, name: str, table: dict, point: WeightChoice) -> dict
     hybrid = np.array(table["hybrid"])
     delta = served - hybrid
     p = paired_p_value(hybrid, served, job.stat_test)
+    provenance = _provenance(job.work / "folds" / name / "model")
     return {
         "collection": name,
         "queries": len(hybrid),
@@ -288,29 +289,32 @@ def _fold_row(job: LocoJob, name: str, table: dict, point: WeightChoice) -> dict
         "slices": _slices(table, delta),
         # the reranker's own ranking at that depth (weight 1), whatever the point's weight
         "alone": float(np.mean(row["1.0"])) if "1.0" in row else None,
-        "training": _training_loss(job.work / "folds" / name / "model"),
-        "sampled": _sampled_groups(job.work / "folds" / name / "model"),
+        "training": _training_loss(provenance),
+        "sampled": _sampled_groups(provenance),
     }
 
 
-def _sampled_groups(model: Path) -> dict[str, int] | None:
+def _provenance(model: Path) -> Mapping[str, Any]:
+    """What the fold model's ``metadata.json`` records of its training (empty without a model)."""
+    record = ModelRecord.read(model)
+    return record.provenance if record is not None else {}
+
+
+def _sampled_groups(provenance: Mapping[str, Any]) -> dict[str, int] | None:
     """How many training groups the fold's mixture drew from each collection (what balancing
     decided), or None for a model folder without that record."""
-    record = ModelRecord.read(model)
-    mixture = record.provenance.get("data", {}).get("mixture") if record is not None else None
+    mixture = provenance.get("data", {}).get("mixture")
     if not mixture:
         return None
     return {name: int(c["sampled"]) for name, c in mixture.get("collections", {}).items()}
 
 
-def _training_loss(model: Path) -> dict[str, float] | None:
+def _training_loss(provenance: Mapping[str, Any]) -> dict[str, float] | None:
     """The fold model's last-epoch training loss beside the loss of a model that ranks at random
     (ln of the group size, for the listwise loss): a loss near it means the model learnt little,
     and its held-out row says nothing about generalising."""
-    record = ModelRecord.read(model)
-    epochs = record.provenance.get("epochs") if record is not None else None
-    size = record.provenance.get("group_size") if record is not None else None
-    if not epochs or not size or record.provenance.get("hyperparameters", {}).get("loss") != "listwise":
+    epochs, size = provenance.get("epochs"), provenance.get("group_size")
+    if not epochs or not size or provenance.get("hyperparameters", {}).get("loss") != "listwise":
         return None
     loss = float(epochs[-1]["train_loss"])
     chance = float(np.log(size))
