@@ -5,7 +5,8 @@
 
 For a log written while simulated users (bench/click_simulator.py) asked the judged queries of
 --split, applies the click rule of `bertsearch train --from-feedback` (ranker/training/clicks.py)
-at each --min-clicks and prints, per rule, as JSON: the positives it yields, how many of them are
+at each --min-clicks, and at each --confidence (the Wilson-bound rule of `--click-confidence`),
+and prints, per rule, as JSON: the positives it yields, how many of them are
 judged relevant (precision) and what share of the judged-relevant documents they recover (recall);
 and, for a log written with exploration on (BERTSEARCH_EXPLORE_RATE), the positives whose document
 was shown only by exploration (never at its own rank), and how many of those are judged relevant.
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="the judged BEIR folder users asked")
     parser.add_argument("--split", default="train")
     parser.add_argument("--min-clicks", default="1,2", help="click-rule thresholds to measure (default 1,2)")
+    parser.add_argument("--confidence", default="", help="Wilson-bound confidences to measure too (e.g. 0.9,0.95)")
     args = parser.parse_args()
 
     split = BeirDataset(args.dataset).load(args.split)
@@ -53,13 +55,15 @@ def main() -> None:
         "judged_relevant": judged_total,
         "judged_relevant_never_shown_at_rank": sum(len(d - ranked[k]) for k, d in relevant.items()),
     }))  # fmt: skip
-    for min_clicks in (int(n) for n in args.min_clicks.split(",")):
-        made = judgments_from_clicks(sessions, ClickRule(min_clicks=min_clicks))
+    rules = [ClickRule(min_clicks=int(n)) for n in args.min_clicks.split(",")]
+    rules += [ClickRule(min_clicks=1, confidence=float(c)) for c in args.confidence.split(",") if c]
+    for rule in rules:
+        made = judgments_from_clicks(sessions, rule)
         positives = [(normalised_query(q.text), p.doc_id) for q in made.queries for p in q.positives]
         correct = sum(doc in relevant[key] for key, doc in positives)
         explored_only = [(key, doc) for key, doc in positives if doc not in ranked[key]]
         print(json.dumps({
-            "min_clicks": min_clicks, "positives": len(positives), "judged_relevant": correct,
+            "min_clicks": rule.min_clicks, "confidence": rule.confidence, "positives": len(positives), "judged_relevant": correct,
             "precision": round(correct / max(len(positives), 1), 3),
             "recall": round(correct / max(judged_total, 1), 3),
             "shown_only_by_exploration": len(explored_only),

@@ -74,6 +74,10 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-click-rate", type=float, default=0.5,
                    help="with --from-feedback: clicks per examination (sessions where it sat at or above "
                    "the last click) a positive needs (default 0.5)")
+    p.add_argument("--click-confidence", type=float, default=None, metavar="C",
+                   help="with --from-feedback: a positive needs the Wilson lower bound of its click rate, "
+                   "at one-sided confidence C (e.g. 0.95), to reach --min-click-rate: a rule that tightens "
+                   "with the traffic instead of a fixed --min-clicks (docs/feedback.md §10)")
     p.add_argument("--shuffle-clicks", action="store_true",
                    help="with --from-feedback: move each click to a random shown hit (a control run whose "
                    "model the promotion gate must refuse)")
@@ -297,7 +301,7 @@ def _feedback_source(args: argparse.Namespace):
     from bertsearch.jobs.training.job import FeedbackSource
     from bertsearch.ranker.training.clicks import ClickRule
 
-    rule = ClickRule(args.min_clicks, args.min_click_rate)
+    rule = ClickRule(args.min_clicks, args.min_click_rate, args.click_confidence)
     since = args.feedback_since
     if args.feedback_days is not None:
         if since is not None or args.feedback_days <= 0:
@@ -311,8 +315,8 @@ def _feedback_source(args: argparse.Namespace):
         since = since if args.feedback_days is None else until - timedelta(days=args.feedback_days)
     if (since or until or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
         raise ValueError(
-            "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate and "
-            "--shuffle-clicks need --from-feedback"
+            "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate, "
+            "--click-confidence and --shuffle-clicks need --from-feedback"
         )
     return (
         FeedbackSource(args.from_feedback, since, until, rule, args.shuffle_clicks)

@@ -331,7 +331,7 @@ TYPED = {
     "train": TypedKind(
         command=("train",), positional="dataset", required=("from_feedback", "index_dir", "out"),
         keys=("from_feedback", "feedback_days", "index_dir", "out", "dataset", "dev_split", "base_model",
-              "min_clicks", "min_click_rate", "args"),
+              "min_clicks", "min_click_rate", "click_confidence", "args"),
         paths=("from_feedback", "index_dir", "out", "dataset", "base_model"),
         fixed=("--fresh",),
     ),

@@ -13,14 +13,23 @@ whenever it was seen counts fully whether it was seen at position 1 or 9. A docu
 positive when it was clicked at least ``min_clicks`` times and at that rate or more; a clicked
 document below the rate is *excluded* (never sampled as a negative: clicks say it is not clearly
 irrelevant either). A session without a click teaches nothing here: it is counted, not used.
+
+A fixed ``min_clicks`` fits one traffic level only: the more often a query is asked, the more
+noise clicks a document below the page collects from the few sessions that examined it
+(docs/feedback.md §9 measures it). With ``confidence`` set, the rule scales with the evidence
+instead: a positive needs the Wilson lower bound of its examined click rate, at that one-sided
+confidence, to reach ``min_rate`` — two clicks in two examinations are not enough at 0.95, nine
+in ten are.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from bertsearch.ranker.training.examples import Positive, TrainingQuery, normalised_query
 
@@ -37,16 +46,37 @@ class Session:
 
 @dataclass(frozen=True)
 class ClickRule:
-    """When clicks make a positive: ``min_clicks`` clicks at an examined click rate ≥ ``min_rate``."""
+    """When clicks make a positive: ``min_clicks`` clicks at an examined click rate ≥ ``min_rate``
+    (with ``confidence``: the rate's Wilson lower bound at that one-sided confidence ≥ ``min_rate``)."""
 
     min_clicks: int = 2  # one click is too often noise (docs/feedback.md measures it)
     min_rate: float = 0.5
+    confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_clicks < 1:
             raise ValueError(f"min_clicks must be at least 1, got {self.min_clicks}")
         if not 0.0 < self.min_rate <= 1.0:
             raise ValueError(f"min_rate must be in (0, 1], got {self.min_rate}")
+        if self.confidence is not None and not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+
+    def accepts(self, clicks: int, examinations: int) -> bool:
+        """Whether a document clicked ``clicks`` times in ``examinations`` is a positive."""
+        if clicks < self.min_clicks:
+            return False
+        if self.confidence is None:
+            return clicks / examinations >= self.min_rate
+        return wilson_lower_bound(clicks, examinations, self.confidence) >= self.min_rate
+
+
+def wilson_lower_bound(successes: int, trials: int, confidence: float) -> float:
+    """The lower end of the Wilson score interval of a rate, at a one-sided ``confidence``."""
+    z = NormalDist().inv_cdf(confidence)
+    rate, shrink = successes / trials, z * z / trials
+    centre = rate + shrink / 2
+    margin = z * math.sqrt(rate * (1 - rate) / trials + shrink / (4 * trials))
+    return (centre - margin) / (1 + shrink)
 
 
 @dataclass
@@ -96,9 +126,7 @@ def judgments_from_clicks(sessions: Iterable[Session], rule: ClickRule = ClickRu
         query_id, text = first[key]
         rates = {doc: clicks[key][doc] / seen[key][doc] for doc in clicks[key]}
         out.rates[text] = rates
-        positives = sorted(
-            d for d, r in rates.items() if r >= rule.min_rate and clicks[key][d] >= rule.min_clicks
-        )
+        positives = sorted(d for d in rates if rule.accepts(clicks[key][d], seen[key][d]))
         if not positives:
             out.queries_without_positive += 1
             continue

@@ -150,7 +150,7 @@ jobs:
   - name: learn
     cron: "0 1 * * *"
     train: {from_feedback: index/feedback.sqlite3, feedback_days: 7, index_dir: index,
-            out: candidates/nightly, args: [--epochs, 1, --workers, 2]}
+            out: candidates/nightly, click_confidence: 0.95, args: [--epochs, 1, --workers, 2]}
   - name: promote
     cron: "0 4 * * *"
     promote: {candidate: candidates/nightly, registry: rerankers, dataset: judged, index_dir: index,
@@ -178,7 +178,7 @@ def test_train_and_promote_are_typed_job_kinds_checked_like_the_command_line(tmp
     assert learn.argv == (
         "train", "--from-feedback", str(tmp_path / "index" / "feedback.sqlite3"), "--feedback-days", "7",
         "--index-dir", str(tmp_path / "index"), "--out", str(tmp_path / "candidates" / "nightly"),
-        "--fresh", "--epochs", "1", "--workers", "2",
+        "--click-confidence", "0.95", "--fresh", "--epochs", "1", "--workers", "2",
     )  # fmt: skip
     assert promote.argv == (
         "reranker", "promote", str(tmp_path / "candidates" / "nightly"),

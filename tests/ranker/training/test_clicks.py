@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bertsearch.ranker.training.clicks import ClickRule, Session, judgments_from_clicks, shuffled
+from bertsearch.ranker.training.clicks import (
+    ClickRule,
+    Session,
+    judgments_from_clicks,
+    shuffled,
+    wilson_lower_bound,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +45,24 @@ def test_min_clicks_drops_single_noise_clicks():
     assert [p.doc_id for p in query.positives] == ["b"] and "e" in query.excluded
 
 
+def test_the_wilson_bound_matches_the_textbook_interval():
+    # 8 of 10 at 95 % two-sided (z = 1.96, one-sided 0.975): Wilson's interval is 0.490-0.943
+    assert wilson_lower_bound(8, 10, 0.975) == pytest.approx(0.4902, abs=1e-4)
+    assert wilson_lower_bound(10, 10, 0.975) == pytest.approx(0.7225, abs=1e-4)
+
+
+def test_with_a_confidence_the_rule_asks_more_clicks_of_a_document_examined_less():
+    # "b": 2 clicks in 2 examinations (the fixed rule takes it); "a": 9 clicks in 10
+    sessions = [session(n, {"a"}) for n in range(9)] + [session(9, {"b"}), session(10, {"b"})]
+    fixed = judgments_from_clicks(sessions, ClickRule(min_clicks=2, min_rate=0.5))
+    (query,) = fixed.queries
+    assert {p.doc_id for p in query.positives} == {"a", "b"}
+    scaled = judgments_from_clicks(sessions, ClickRule(min_clicks=1, min_rate=0.5, confidence=0.95))
+    (query,) = scaled.queries
+    assert [p.doc_id for p in query.positives] == ["a"]  # 9/11 examined: bound 0.57; "b" 2/2: 0.43
+    assert query.excluded == frozenset({"b"})  # clicked, too little evidence: neither side
+
+
 def test_sessions_without_clicks_are_counted_and_teach_nothing():
     sessions = [session(1, set()), session(2, set(), query="other"), session(3, {"zz"}), session(4, {"a"})]
     judged = judgments_from_clicks(sessions, ClickRule(min_clicks=1))
@@ -68,3 +92,5 @@ def test_a_rule_outside_its_range_is_refused():
         ClickRule(min_rate=0.0)
     with pytest.raises(ValueError, match="min_clicks"):
         ClickRule(min_clicks=0)
+    with pytest.raises(ValueError, match="confidence"):
+        ClickRule(confidence=1.0)
