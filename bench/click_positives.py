@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="the judged BEIR folder users asked")
     parser.add_argument("--split", default="train")
     parser.add_argument("--min-clicks", default="1,2", help="click-rule thresholds to measure (default 1,2)")
-    parser.add_argument("--confidence", default="", help="Wilson-bound confidences to measure too (e.g. 0.9,0.95)")
+    parser.add_argument("--confidence", default="",
+                        help="Wilson-bound confidences to measure too (e.g. 0.9,0.95)")
     args = parser.parse_args()
 
     split = BeirDataset(args.dataset).load(args.split)
@@ -63,7 +64,8 @@ def main() -> None:
         correct = sum(doc in relevant[key] for key, doc in positives)
         explored_only = [(key, doc) for key, doc in positives if doc not in ranked[key]]
         print(json.dumps({
-            "min_clicks": rule.min_clicks, "confidence": rule.confidence, "positives": len(positives), "judged_relevant": correct,
+            "min_clicks": rule.min_clicks, "confidence": rule.confidence,
+            "positives": len(positives), "judged_relevant": correct,
             "precision": round(correct / max(len(positives), 1), 3),
             "recall": round(correct / max(judged_total, 1), 3),
             "shown_only_by_exploration": len(explored_only),
