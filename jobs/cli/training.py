@@ -77,7 +77,8 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--click-confidence", type=float, default=None, metavar="C",
                    help="with --from-feedback: a positive needs the Wilson lower bound of its click rate, "
                    "at one-sided confidence C (e.g. 0.95), to reach --min-click-rate: a rule that tightens "
-                   "with the traffic instead of a fixed --min-clicks (docs/feedback.md §10)")
+                   "with the traffic instead of a fixed --min-clicks, which still applies as a floor "
+                   "(docs/feedback.md §10)")
     p.add_argument("--shuffle-clicks", action="store_true",
                    help="with --from-feedback: move each click to a random shown hit (a control run whose "
                    "model the promotion gate must refuse)")
