@@ -49,6 +49,7 @@ def test_the_scheduler_runs_the_checked_schedule_on_the_cluster(services):
     # the learning jobs read the API's feedback log and promote into the registry the API serves
     assert learn.argv[:3] == ("train", "--from-feedback", "/data/index/feedback.sqlite3")
     assert "--fresh" in learn.argv
+    assert learn.argv[learn.argv.index("--click-confidence") + 1] == "0.95"  # whatever the traffic
     registry = services["api"]["environment"]["BERTSEARCH_RERANKER"]
     assert promote.argv[:2] == ("reranker", "promote")
     assert promote.argv[promote.argv.index("--registry") + 1] == registry
