@@ -12,7 +12,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bertsearch.jobs.cli.types import DeprecatedAlias, positive_ints, utc_time
+from bertsearch.jobs.cli.types import DeprecatedAlias, one_sided_confidence, positive_ints, utc_time
 from bertsearch.ranker.training.pseudo_queries import METHODS as PSEUDO_METHODS
 
 
@@ -74,7 +74,7 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-click-rate", type=float, default=0.5,
                    help="with --from-feedback: clicks per examination (sessions where it sat at or above "
                    "the last click) a positive needs (default 0.5)")
-    p.add_argument("--click-confidence", type=float, default=None, metavar="C",
+    p.add_argument("--click-confidence", type=one_sided_confidence, default=None, metavar="C",
                    help="with --from-feedback: a positive needs the Wilson lower bound of its click rate, "
                    "at one-sided confidence C (e.g. 0.95), to reach --min-click-rate: a rule that tightens "
                    "with the traffic instead of a fixed --min-clicks, which still applies as a floor "
@@ -299,10 +299,11 @@ def model_settings(args: argparse.Namespace, *, passage: str):
 
 def _feedback_source(args: argparse.Namespace):
     """The --from-feedback flags as a FeedbackSource (None without --from-feedback)."""
+    from dataclasses import astuple
+
     from bertsearch.jobs.training.job import FeedbackSource
     from bertsearch.ranker.training.clicks import ClickRule
 
-    rule = ClickRule(args.min_clicks, args.min_click_rate, args.click_confidence)
     since = args.feedback_since
     if args.feedback_days is not None:
         if since is not None or args.feedback_days <= 0:
@@ -314,11 +315,14 @@ def _feedback_source(args: argparse.Namespace):
             raise ValueError("give --holdout-days as a positive number of days")
         until = datetime.now(UTC) - timedelta(days=args.holdout_days)
         since = since if args.feedback_days is None else until - timedelta(days=args.feedback_days)
-    if (since or until or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
+    rule_flags = (args.min_clicks, args.min_click_rate, args.click_confidence)
+    feedback_flags = since or until or args.shuffle_clicks or rule_flags != astuple(ClickRule())
+    if feedback_flags and args.from_feedback is None:
         raise ValueError(
             "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate, "
             "--click-confidence and --shuffle-clicks need --from-feedback"
         )
+    rule = ClickRule(*rule_flags)
     return (
         FeedbackSource(args.from_feedback, since, until, rule, args.shuffle_clicks)
         if args.from_feedback is not None

@@ -24,6 +24,17 @@ def positive_ints(name: str, example: str):
     return parse
 
 
+def one_sided_confidence(text: str) -> float:
+    """An argparse type for a one-sided confidence level: a number in [0.5, 1)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"give a confidence such as 0.95, got {text!r}") from err
+    if not 0.5 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a confidence is in [0.5, 1), e.g. 0.95; got {text!r}")
+    return value
+
+
 class DeprecatedAlias(argparse.Action):
     """An old spelling of a renamed flag: still accepted, with a warning naming the new one."""
 

@@ -188,7 +188,7 @@ def _click_queries(source: FeedbackSource) -> tuple[list, dict[str, Any]]:
             f"({judged.summary()}); collect more clicks with POST /events, or lower --min-clicks"
         )
     return judged.queries, {
-        "mode": "feedback", "log": str(source.log), "click_rule": asdict(source.rule),
+        "mode": "feedback", "log": str(source.log), "click_rule": source.rule.to_dict(),
         "since": source.since.isoformat() if source.since else None,
         "until": source.until.isoformat() if source.until else None,
         "shuffled_clicks": source.shuffle_clicks, **judged.summary(),

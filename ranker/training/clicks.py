@@ -61,9 +61,17 @@ class ClickRule:
         if self.confidence is not None and not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
 
+    def to_dict(self) -> dict[str, int | float]:
+        """The rule as a model's data record holds it; without a confidence, as it was before that
+        option existed, so the mined groups of earlier runs still match and resume."""
+        record: dict[str, int | float] = {"min_clicks": self.min_clicks, "min_rate": self.min_rate}
+        if self.confidence is not None:
+            record["confidence"] = self.confidence
+        return record
+
     def accepts(self, clicks: int, examinations: int) -> bool:
         """Whether a document clicked ``clicks`` times in ``examinations`` is a positive."""
-        if clicks < self.min_clicks:
+        if clicks < self.min_clicks or examinations < 1:
             return False
         if self.confidence is None:
             return clicks / examinations >= self.min_rate

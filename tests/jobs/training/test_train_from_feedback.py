@@ -126,3 +126,19 @@ def test_the_cascade_user_reads_down_to_a_satisfying_click(click_simulator):
     assert noisy.browse(ranked, {"a": 1}, random.Random(0)) == ([1, 2], [2])  # a noise click never satisfies
     with pytest.raises(ValueError, match="click_noise"):
         click_simulator.CascadeUser(click_noise=1.5)
+
+
+@pytest.mark.unit
+def test_the_click_flags_reach_the_rule_and_a_bad_confidence_is_refused_before_anything_runs():
+    from bertsearch.jobs.cli import build_parser, check_argv
+    from bertsearch.jobs.cli.training import _feedback_source
+    from bertsearch.ranker.training.clicks import ClickRule
+
+    base = ["train", "--index-dir", "i", "--out", "o"]
+    args = build_parser().parse_args([*base, "--from-feedback", "log.sqlite3", "--click-confidence", "0.95"])
+    assert _feedback_source(args).rule == ClickRule(min_clicks=2, min_rate=0.5, confidence=0.95)
+    reason = check_argv([*base, "--from-feedback", "log.sqlite3", "--click-confidence", "1.5"])
+    assert reason is not None and "confidence is in [0.5, 1)" in reason  # a schedule file fails at load
+    args = build_parser().parse_args([*base, "d", "--click-confidence", "0.95"])
+    with pytest.raises(ValueError, match="--click-confidence and --shuffle-clicks need --from-feedback"):
+        _feedback_source(args)

@@ -52,7 +52,7 @@ def test_the_wilson_bound_matches_the_textbook_interval():
 
 
 def test_with_a_confidence_the_rule_asks_more_clicks_of_a_document_examined_less():
-    # "b": 2 clicks in 2 examinations (the fixed rule takes it); "a": 9 clicks in 10
+    # "b": 2 clicks in 2 examinations (the fixed rule takes it); "a": 9 clicks in 11
     sessions = [session(n, {"a"}) for n in range(9)] + [session(9, {"b"}), session(10, {"b"})]
     fixed = judgments_from_clicks(sessions, ClickRule(min_clicks=2, min_rate=0.5))
     (query,) = fixed.queries
@@ -61,6 +61,12 @@ def test_with_a_confidence_the_rule_asks_more_clicks_of_a_document_examined_less
     (query,) = scaled.queries
     assert [p.doc_id for p in query.positives] == ["a"]  # 9/11 examined: bound 0.57; "b" 2/2: 0.43
     assert query.excluded == frozenset({"b"})  # clicked, too little evidence: neither side
+
+
+def test_the_rule_record_names_a_confidence_only_when_one_is_set():
+    # without one, the record is what runs made before the option wrote: their mined groups resume
+    assert ClickRule().to_dict() == {"min_clicks": 2, "min_rate": 0.5}
+    assert ClickRule(confidence=0.95).to_dict() == {"min_clicks": 2, "min_rate": 0.5, "confidence": 0.95}
 
 
 def test_sessions_without_clicks_are_counted_and_teach_nothing():
