@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bertsearch.jobs.cli.types import one_sided_confidence
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -40,6 +42,10 @@ def _add_gate_flags(q: argparse.ArgumentParser) -> None:
                    "index's feedback log; pair it with `train --holdout-days N`)")
     q.add_argument("--feedback-days", type=float, default=None,
                    help="with --feedback: the sessions of the last N days (default: all)")
+    q.add_argument("--min-clicks", type=int, default=2,
+                   help="with --feedback: clicks that make a document relevant (default 2; as `train`)")
+    q.add_argument("--click-confidence", type=one_sided_confidence, default=None, metavar="C",
+                   help="with --feedback: the Wilson-bound click rule of `train --click-confidence`")
     q.add_argument("--split", default="dev", help="judged split (default dev; never the reported test split)")
     q.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (its own folder, never the served one); with "
@@ -88,11 +94,16 @@ def _run(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace, registry) -> int:
     from bertsearch.jobs.evaluation.gate import GateConfig, promote
+    from bertsearch.ranker.training.clicks import ClickRule
 
     since = datetime.now(UTC) - timedelta(days=args.feedback_days) if args.feedback_days else None
+    click_rule = ClickRule(min_clicks=args.min_clicks, confidence=args.click_confidence)
+    if click_rule != ClickRule() and args.feedback is None:
+        raise ValueError("--min-clicks and --click-confidence judge clicks: they need --feedback")
     config = GateConfig(
         dataset=args.dataset, index_dir=args.index_dir, split=args.split, metric=args.metric,
         feedback=args.feedback, feedback_since=since,
+        click_rule=click_rule,
         margin=args.margin, max_p=args.max_p, stat_test=args.stat_test, tune_folds=args.tune_folds,
         allow_test_split=args.allow_test_split,
     )  # fmt: skip

@@ -56,7 +56,7 @@ class GateConfig:
     split: str = "dev"
     feedback: Path | None = None
     feedback_since: datetime | None = None
-    min_clicks: int = 2
+    click_rule: ClickRule = ClickRule()  # with ``feedback``: which clicks judge a document
     metric: str = "ndcg@10"
     margin: float = 0.0
     max_p: float = 0.05
@@ -210,7 +210,7 @@ def _per_query_on_clicks(reranker: Path | None, config: GateConfig) -> dict[str,
     """Per-query ``config.metric`` on the click judgments of the held-out sessions, over the
     served index as it is (the index the clicks were made on)."""
     sessions = read_sessions(config.feedback, config.feedback_since)
-    judged_clicks = judgments_from_clicks(sessions, ClickRule(min_clicks=config.min_clicks))
+    judged_clicks = judgments_from_clicks(sessions, config.click_rule)
     if not judged_clicks.queries:
         raise ValueError(f"{config.feedback}: no held-out session has clicks that judge a document "
                          f"({judged_clicks.summary()}); gate on a judged --dataset instead")  # fmt: skip

@@ -13,6 +13,7 @@ from bertsearch.jobs.evaluation.gate import GateConfig, promote
 from bertsearch.jobs.indexing.reuse import ensure_index
 from bertsearch.ranker.model_dir import ModelRecord
 from bertsearch.ranker.registry import RerankerRegistry
+from bertsearch.ranker.training.clicks import ClickRule
 from support.datasets import write_dataset
 
 pytestmark = pytest.mark.integration
@@ -129,6 +130,10 @@ def test_without_judgments_the_gate_judges_on_held_out_clicks(judged, tmp_path, 
     better = reranker(tmp_path / "w0", tiny_cross_encoder_dir, 0.0)
     version, accepted = promote(registry, better, on_clicks)
     assert accepted["accepted"] and accepted["delta"] > 0 and registry.current_name() == version.name
+    assert accepted["config"]["click_rule"]["min_clicks"] == 2  # the report says how clicks judged
+    strict = GateConfig(None, index, feedback=clicks, click_rule=ClickRule(confidence=0.95))
+    with pytest.raises(ValueError, match="no held-out session has clicks that judge a document"):
+        promote(registry, better, strict)  # two clicks in two sessions are too little evidence at 0.95
     with pytest.raises(ValueError, match="judged --dataset or on held-out logged sessions"):
         GateConfig(dataset, index, feedback=clicks)
 
