@@ -317,7 +317,8 @@ def _index_argv(spec: Any, where: str, base: Path, problems: list[str]) -> tuple
 class TypedKind:
     """A typed job kind: each key of its mapping becomes the subcommand's flag of that name
     (``positional`` its positional argument; ``paths`` resolved against the schedule file),
-    ``args`` adds any other flags, and the command line checks the result like a command job."""
+    ``args`` adds any other flags, and the command line checks the result like a command job.
+    ``one_of``: keys of which exactly one must be set (two ways to do one thing)."""
 
     command: tuple[str, ...]
     positional: str
@@ -325,6 +326,7 @@ class TypedKind:
     keys: tuple[str, ...]
     paths: tuple[str, ...]
     fixed: tuple[str, ...] = ()
+    one_of: tuple[str, ...] = ()
 
 
 TYPED = {
@@ -337,9 +339,11 @@ TYPED = {
     ),
     "promote": TypedKind(
         command=("reranker", "promote"), positional="candidate",
-        required=("candidate", "registry", "dataset", "index_dir"),
-        keys=("candidate", "registry", "dataset", "index_dir", "split", "metric", "margin", "max_p", "args"),
-        paths=("candidate", "registry", "dataset", "index_dir"),
+        required=("candidate", "registry", "index_dir"),
+        one_of=("dataset", "feedback"),  # gate on a judged split, or on held-out logged sessions
+        keys=("candidate", "registry", "dataset", "feedback", "feedback_days", "min_clicks",
+              "click_confidence", "index_dir", "split", "metric", "margin", "max_p", "args"),
+        paths=("candidate", "registry", "dataset", "feedback", "index_dir"),
     ),
 }  # fmt: skip
 
@@ -355,6 +359,9 @@ def _typed_argv(kind: str, spec: Any, where: str, base: Path, problems: list[str
     missing = [key for key in rules.required if not spec.get(key)]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
+        return ()
+    if rules.one_of and sum(bool(spec.get(key)) for key in rules.one_of) != 1:
+        problems.append(f"{where}: give exactly one of {', '.join(rules.one_of)}")
         return ()
     extra = spec.get("args", [])
     if not isinstance(extra, list) or not all(isinstance(a, str | int | float) for a in extra):

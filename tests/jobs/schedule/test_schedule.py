@@ -161,6 +161,9 @@ jobs:
   - name: bad-flags
     every_seconds: 60
     promote: {candidate: c, registry: r, dataset: d, index_dir: i, args: [--no-such-flag]}
+  - name: two-gates
+    every_seconds: 60
+    promote: {candidate: c, registry: r, dataset: d, feedback: f, index_dir: i}
 """
 
 
@@ -172,7 +175,8 @@ def test_train_and_promote_are_typed_job_kinds_checked_like_the_command_line(tmp
     assert "jobs[2] (broken).train: unknown key 'epochs'" in problems
     assert "jobs[2] (broken).train: missing from_feedback" in problems
     assert "jobs[3] (bad-flags).promote: bertsearch rejects" in problems and "--no-such-flag" in problems
-    assert len(caught.value.problems) == 3
+    assert "jobs[4] (two-gates).promote: give exactly one of dataset, feedback" in problems
+    assert len(caught.value.problems) == 4
     good = "\n".join(LEARNING_YAML.splitlines()[:10])
     learn, promote = load(write(tmp_path, good)).jobs
     assert learn.argv == (
@@ -185,6 +189,19 @@ def test_train_and_promote_are_typed_job_kinds_checked_like_the_command_line(tmp
         "--registry", str(tmp_path / "rerankers"),
         "--dataset", str(tmp_path / "judged"), "--index-dir", str(tmp_path / "index"), "--split", "dev",
         "--margin", "0.002",
+    )  # fmt: skip
+    on_clicks = """
+jobs:
+  - name: gate-on-clicks
+    cron: "0 4 * * *"
+    promote: {candidate: candidates/nightly, registry: rerankers, feedback: index/feedback.sqlite3,
+              feedback_days: 1, click_confidence: 0.95, index_dir: index}
+"""
+    (gate,) = load(write(tmp_path, on_clicks)).jobs
+    assert gate.argv == (
+        "reranker", "promote", str(tmp_path / "candidates" / "nightly"),
+        "--registry", str(tmp_path / "rerankers"), "--feedback", str(tmp_path / "index" / "feedback.sqlite3"),
+        "--feedback-days", "1", "--click-confidence", "0.95", "--index-dir", str(tmp_path / "index"),
     )  # fmt: skip
 
 
