@@ -299,8 +299,6 @@ def model_settings(args: argparse.Namespace, *, passage: str):
 
 def _feedback_source(args: argparse.Namespace):
     """The --from-feedback flags as a FeedbackSource (None without --from-feedback)."""
-    from dataclasses import astuple
-
     from bertsearch.jobs.training.job import FeedbackSource
     from bertsearch.ranker.training.clicks import ClickRule
 
@@ -315,14 +313,12 @@ def _feedback_source(args: argparse.Namespace):
             raise ValueError("give --holdout-days as a positive number of days")
         until = datetime.now(UTC) - timedelta(days=args.holdout_days)
         since = since if args.feedback_days is None else until - timedelta(days=args.feedback_days)
-    rule_flags = (args.min_clicks, args.min_click_rate, args.click_confidence)
-    feedback_flags = since or until or args.shuffle_clicks or rule_flags != astuple(ClickRule())
-    if feedback_flags and args.from_feedback is None:
+    rule = ClickRule(args.min_clicks, args.min_click_rate, args.click_confidence)
+    if (since or until or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
         raise ValueError(
             "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate, "
             "--click-confidence and --shuffle-clicks need --from-feedback"
         )
-    rule = ClickRule(*rule_flags)
     return (
         FeedbackSource(args.from_feedback, since, until, rule, args.shuffle_clicks)
         if args.from_feedback is not None
