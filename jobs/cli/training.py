@@ -146,6 +146,9 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     g.add_argument("--seed", type=int, default=13)
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap each epoch (smoke runs)")
+    g.add_argument("--checkpoint-minutes", type=float, default=15.0,
+                   help="also checkpoint within an epoch this often, so that a rerun of a long epoch "
+                   "cut short goes on from there (default 15; 0: at epoch ends only)")
     ray_arguments(p)
 
 
@@ -293,6 +296,7 @@ def model_settings(args: argparse.Namespace, *, passage: str):
         precision=args.precision,
         seed=args.seed,
         max_steps_per_epoch=args.max_steps_per_epoch,
+        checkpoint_minutes=args.checkpoint_minutes,
     )
     return mining, train, ray_scaling(args)
 

@@ -23,6 +23,7 @@ import torch
 from bertsearch.indexer import atomic
 from bertsearch.indexer.models import DEFAULT_MODEL_NAME
 from bertsearch.jobs.runtime import join_or_start_ray, machine
+from bertsearch.jobs.training.progress import PROGRESS_SUBDIR
 from bertsearch.jobs.training.worker import train_loop_per_worker
 from bertsearch.ranker.model_dir import ModelRecord, publish_model
 from bertsearch.ranker.training.examples import TrainingGroup
@@ -158,7 +159,8 @@ def run_trainer(
     of the last checkpoint (its ``trainer_state.pt`` history).
 
     Each worker gets ``loop_config`` plus ``shared`` (put in Ray's object store once: the training
-    data), ``resume_from`` (see :func:`latest_checkpoint`) and ``threads``. A ``work_dir`` whose
+    data), ``resume_from`` (see :func:`latest_checkpoint`), ``progress_dir`` (``work_dir/progress``,
+    for mid-epoch checkpoints: ``jobs.training.progress``) and ``threads``. A ``work_dir`` whose
     last checkpoint is already of epoch ``epochs`` is a finished run: its history comes back at
     once, without starting workers.
     """
@@ -175,6 +177,7 @@ def run_trainer(
         **loop_config,
         **{name: ray.put(value) for name, value in (shared or {}).items()},
         "resume_from": str(resume_from) if resume_from is not None else None,
+        "progress_dir": str(Path(work_dir).resolve() / PROGRESS_SUBDIR),
         "threads": max(1, int(scaling.cpus_per_worker)),
     }
     result = _trainer(train_loop, loop_config, scaling, work_dir).fit()

@@ -3,7 +3,9 @@
 Ray enters here (:func:`train_loop_per_worker`): it hands each worker its rank, device and the
 last checkpoint; the worker restores model, optimizer and schedule from that checkpoint, trains
 the remaining epochs, and after each one rank 0 writes a checkpoint, runs the dev evaluation on
-it and reports both to Ray (the other ranks report their metrics only).
+it and reports both to Ray (the other ranks report their metrics only). Within an epoch the
+workers write mid-epoch checkpoints (``jobs.training.progress``); a rerun goes on from the last
+one of the epoch it resumes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bertsearch.jobs.training import progress
 from bertsearch.ranker.cross_encoder import CrossEncoder
 from bertsearch.ranker.training.loop import (
     MODEL_SUBDIR,
@@ -39,22 +42,28 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config`` holds ``config`` (TrainConfig), ``groups`` (a list of
     TrainingGroup or a Ray object ref to one), ``dev_eval`` (None or a picklable callable taking a
     model folder and the epoch and returning metrics), ``resume_from`` (a checkpoint folder on disk
-    to start from when Ray has none registered, see ``ray_fit.latest_checkpoint``) and
-    ``threads`` (torch CPU threads)."""
+    to start from when Ray has none registered, see ``ray_fit.latest_checkpoint``),
+    ``progress_dir`` (where mid-epoch checkpoints go; None: none) and ``threads`` (torch CPU
+    threads)."""
     import ray.train.torch
 
     config: TrainConfig = loop_config["config"]
     groups = shared_value(loop_config["groups"])
     dev_eval: DevEvaluation | None = loop_config.get("dev_eval")
+    progress_dir = loop_config.get("progress_dir")
     shard, checkpoint = worker_setup(loop_config)
     torch.manual_seed(config.seed)  # identical head initialisation on every worker
-    encoder, state = _restore(config, checkpoint, shard)
+    encoder, state, mid_epoch = _restore(config, checkpoint, shard, progress_dir)
     model = encoder.model
     wrapped = ray.train.torch.prepare_model(model)
     encoder.model = wrapped  # CrossEncoder.logits tokenizes exactly as serving does, then calls this
     steps = steps_per_epoch(len(groups), shard.world, config)
     optimizer, scheduler = make_optimizer(model, config, steps * config.epochs)
     history, start_epoch = resume_state(state, optimizer, scheduler)
+    start = progress.rank_start(state, shard) if mid_epoch else None  # after resume_state: its RNG last
+    after_step = progress.StepCheckpoints(
+        progress_dir, config, shard, encoder, model, optimizer, scheduler, history, steps
+    )
 
     def write_checkpoint(folder: str, *, epoch: int, record: dict[str, Any]) -> None:
         model_dir = save_model(folder, encoder, model)
@@ -66,11 +75,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     for epoch in range(start_epoch, config.epochs + 1):
         record = run_epoch(
-            encoder, wrapped, groups, config, optimizer, scheduler, epoch=epoch, steps=steps, shard=shard
-        )
+            encoder, wrapped, groups, config, optimizer, scheduler, epoch=epoch, steps=steps, shard=shard,
+            start=start if epoch == start_epoch else None, after_step=after_step,
+        )  # fmt: skip
         history.append(record)
         write = partial(write_checkpoint, epoch=epoch, record=record)
         end_epoch(epoch, record, shard, write, kill_after_epoch=config.kill_after_epoch)
+        if shard.rank == 0:
+            progress.clear(progress_dir)  # the epoch's own checkpoint replaces its mid-epoch ones
 
 
 def shared_value(value: Any) -> Any:
@@ -132,14 +144,22 @@ def end_epoch(
         os.kill(os.getpid(), signal.SIGKILL)  # as a machine loss would: no cleanup, no exception
 
 
-def _restore(config: TrainConfig, checkpoint, shard: Shard) -> tuple[CrossEncoder, dict[str, Any] | None]:
-    """The encoder at the checkpoint's weights (or the base model's) and the checkpoint's state."""
+def _restore(
+    config: TrainConfig, checkpoint, shard: Shard, progress_dir: str | None
+) -> tuple[CrossEncoder, dict[str, Any] | None, bool]:
+    """The encoder at the weights to go on from, the state they come with, and whether that is a
+    mid-epoch checkpoint: the last one of the epoch after ``checkpoint``'s when there is one, else
+    ``checkpoint`` (an epoch's), else the base model with no state."""
     with contextlib.ExitStack() as stack:
         weights, state = config.base_model, None
         if checkpoint is not None:
             folder = Path(stack.enter_context(checkpoint.as_directory()))
             state = load_state(folder)
             weights = str(folder / MODEL_SUBDIR)  # save_pretrained keeps fp32 weights bit for bit
+        mid_epoch = progress.latest(progress_dir, epoch=(state["epoch"] if state else 0) + 1)
+        if mid_epoch is not None:
+            state = load_state(mid_epoch)
+            weights = str(mid_epoch / MODEL_SUBDIR)
         encoder = CrossEncoder(
             weights,
             max_length=config.max_length,
@@ -147,4 +167,4 @@ def _restore(config: TrainConfig, checkpoint, shard: Shard) -> tuple[CrossEncode
             precision=config.precision,
             allow_untrained_head=True,
         ).load()
-    return encoder, state
+    return encoder, state, mid_epoch is not None

@@ -6,11 +6,14 @@ groups with the cross-encoder, the group loss is back-propagated (gradients aver
 accumulated over ``grad_accum`` micro-batches), AdamW steps under a warm-up + linear-decay
 schedule. At the end of an epoch rank 0 writes a checkpoint (``model/`` in ``save_pretrained``
 format, :func:`save_model`, + ``trainer_state.pt``, :func:`save_state`) and the dev evaluation
-runs on that very folder.
+runs on that very folder. Within an epoch, ``run_epoch`` hands every finished step to an
+``after_step`` hook with this worker's :class:`StepPosition`: ``jobs.training.progress`` writes
+mid-epoch checkpoints from it, so that a long epoch cut short resumes at its last one.
 
 Reproducibility: all randomness of an epoch (the permutation, dropout) is seeded from
 ``seed`` and the epoch number, and model/optimizer/schedule state is restored exactly, so a run
-resumed from the checkpoint of epoch e ends with the same weights as one never interrupted.
+resumed from the checkpoint of epoch e, or from a step within an epoch (each worker's loss sums
+and random state are restored too), ends with the same weights as one never interrupted.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class TrainConfig:
     the learning rate up from 0; it then decays linearly to 0. ``max_steps_per_epoch`` caps an
     epoch (smoke runs, benchmarks). ``kill_after_epoch`` makes every worker SIGKILL itself right
     after that epoch's checkpoint: it exists to test resuming, and is not a hyper-parameter.
+    ``checkpoint_minutes``: write a mid-epoch checkpoint when this long has passed since the
+    last one (0: at epoch ends only); a long epoch killed part-way then loses at most that much.
+    ``kill_after_step`` is ``kill_after_epoch``'s twin for them: every worker SIGKILLs itself
+    right after the mid-epoch checkpoint of that step of the run (counted across epochs).
     """
 
     base_model: str | None = None
@@ -65,17 +72,26 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     log_every: int = 20
     kill_after_epoch: int | None = None
+    checkpoint_minutes: float = 15.0
+    kill_after_step: int | None = None
 
     def __post_init__(self) -> None:
         check_training_settings(self, ("epochs", "groups_per_batch", "grad_accum", "log_every"))
         get_loss(self.loss)  # an unknown name is refused with the known ones
+        if not self.checkpoint_minutes >= 0:  # also refuses NaN
+            minutes = self.checkpoint_minutes
+            raise ValueError(f"checkpoint_minutes must be >= 0 (0: epoch ends only), not {minutes:g}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """What decides the trained weights: a resumed run must match these (not logging, not test hooks)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("log_every", "kill_after_epoch")}
+        """What decides the trained weights: a resumed run must match these (not logging, not how
+        often checkpoints are written, not test hooks)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HYPERPARAMETERS}
+
+
+_NOT_HYPERPARAMETERS = ("log_every", "kill_after_epoch", "checkpoint_minutes", "kill_after_step")
 
 
 def check_training_settings(config, counts: Sequence[str]) -> None:
@@ -171,6 +187,19 @@ def make_optimizer(model: torch.nn.Module, config: OptimizerSettings, total_step
     return optimizer, scheduler
 
 
+@dataclass(frozen=True)
+class StepPosition:
+    """Where one worker stands after ``step`` optimizer steps of ``epoch``: the sum and count of
+    its micro-batch losses so far and the seconds trained. With that worker's random state, what
+    a resumed epoch needs to go on exactly as if never stopped."""
+
+    epoch: int
+    step: int
+    loss_sum: float
+    loss_count: int
+    seconds: float
+
+
 @dataclass
 class Shard:
     """Where this worker stands in the data-parallel group."""
@@ -180,6 +209,7 @@ class Shard:
     device: torch.device = torch.device("cpu")
 
 
+# Long: one epoch's step loop (micro-batches, DDP sync, resume position, logging) reads best whole.
 def run_epoch(
     encoder: CrossEncoder,
     wrapped: torch.nn.Module,
@@ -191,20 +221,26 @@ def run_epoch(
     epoch: int,
     steps: int,
     shard: Shard,
+    start: StepPosition | None = None,
+    after_step: Callable[[StepPosition], None] | None = None,
 ) -> dict[str, Any]:
     """Train one epoch on this worker's shard of ``groups``; returns the epoch's record (mean
     loss over all workers, steps, pairs, seconds, pairs/s). ``wrapped`` is ``encoder.model``,
     possibly inside DistributedDataParallel, whose gradient sync is skipped on all but the last
-    accumulation micro-batch."""
-    torch.manual_seed(config.seed * 1_000_003 + epoch * 101 + shard.rank)  # dropout of this epoch and rank
+    accumulation micro-batch. ``start``: go on from a mid-epoch checkpoint (the caller has
+    restored the weights, the optimizer and this worker's random state); ``after_step`` is
+    called with the position after every optimizer step."""
+    if start is None:  # the dropout of this epoch and rank
+        torch.manual_seed(config.seed * 1_000_003 + epoch * 101 + shard.rank)
+        start = StepPosition(epoch, 0, 0.0, 0, 0.0)
     order = epoch_order(len(groups), config.seed, epoch)
     group_size = groups[0].size
     pairs_per_step = config.grad_accum * config.groups_per_batch * group_size * shard.world
     loss_fn = get_loss(config.loss)
     wrapped.train()
     started = time.perf_counter()
-    loss_sum, loss_count = 0.0, 0
-    for step in range(steps):
+    loss_sum, loss_count = start.loss_sum, start.loss_count
+    for step in range(start.step, steps):
         for micro in range(config.grad_accum):
             first = ((step * config.grad_accum + micro) * shard.world + shard.rank) * config.groups_per_batch
             batch = [groups[i] for i in order[first : first + config.groups_per_batch]]
@@ -221,14 +257,17 @@ def run_epoch(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:
+            seconds = start.seconds + time.perf_counter() - started
+            after_step(StepPosition(epoch, step + 1, loss_sum, loss_count, seconds))
         if shard.rank == 0 and (step + 1) % config.log_every == 0:
-            rate = (step + 1) * pairs_per_step / (time.perf_counter() - started)
+            rate = (step + 1 - start.step) * pairs_per_step / (time.perf_counter() - started)
             print(
                 f"[train] epoch {epoch} step {step + 1}/{steps} loss {loss_sum / loss_count:.4f} "
                 f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.1f} pairs/s",
                 flush=True,
             )
-    seconds = time.perf_counter() - started
+    seconds = start.seconds + time.perf_counter() - started
     return {
         "epoch": epoch,
         "train_loss": mean_across_workers(loss_sum, loss_count, shard.device),
@@ -236,6 +275,7 @@ def run_epoch(
         "pairs": steps * pairs_per_step,
         "train_seconds": round(seconds, 3),
         "pairs_per_s": round(steps * pairs_per_step / seconds, 3),
+        **({"resumed_at_step": start.step} if start.step else {}),
     }
 
 
@@ -262,8 +302,10 @@ def save_state(
     epoch: int,
     history: list[dict[str, Any]],
     config: OptimizerSettings,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the trainer state that a resumed run continues from, beside the model folder."""
+    """Write the trainer state that a resumed run continues from, beside the model folder
+    (``epoch``: the last finished one; ``extra``: more fields, such as a mid-epoch position)."""
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -271,6 +313,7 @@ def save_state(
             "epoch": epoch,
             "history": history,
             "config": config.to_dict(),
+            **(extra or {}),
         },
         Path(folder) / STATE_FILE,
     )

@@ -82,8 +82,8 @@ def test_resuming_a_run_with_other_hyperparameters_is_refused_naming_them(tmp_pa
     config = TrainConfig(learning_rate=2e-5, epochs=2)
     check_run_settings(tmp_path, config, RayScaling(workers=2), "ndcg@10")  # records the settings
     check_run_settings(tmp_path, config, RayScaling(workers=2), "ndcg@10")  # the same: resumes
-    # logging and the test-only kill hook are not hyper-parameters
-    hooks = replace(config, log_every=5, kill_after_epoch=1)
+    # logging, how often checkpoints are written and the test-only kill hooks are not hyper-parameters
+    hooks = replace(config, log_every=5, kill_after_epoch=1, checkpoint_minutes=0.5, kill_after_step=3)
     check_run_settings(tmp_path, hooks, RayScaling(workers=2), "ndcg@10")
     with pytest.raises(ValueError, match=r"learning_rate \(2e-05 then, 0\.0001 now\)") as refused:
         check_run_settings(tmp_path, replace(config, learning_rate=1e-4), RayScaling(workers=2), "ndcg@10")

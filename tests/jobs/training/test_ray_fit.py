@@ -69,10 +69,40 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(
     assert [e["train_loss"] for e in resumed.history] == pytest.approx(
         [e["train_loss"] for e in uninterrupted.history], abs=1e-6
     )
+    _assert_same_weights(tmp_path / "model", uninterrupted.model_dir)
+
+
+@pytest.mark.integration
+def test_a_run_killed_within_an_epoch_goes_on_from_its_last_step_to_the_same_weights(
+    uninterrupted, local_ray, tmp_path, tiny_bert_dir, corpus_records
+):
+    from ray.train import TrainingFailedError
+
+    from bertsearch.jobs.training.ray_fit import RayScaling, fit
+
+    # a mid-epoch checkpoint after every step; the workers die after step 6 of 12 (epoch 2, step 2)
+    config = _tiny_config(tiny_bert_dir, checkpoint_minutes=1e-9, kill_after_step=6)
+    args = (toy_groups(corpus_records), config, RayScaling(workers=2, cpus_per_worker=1))
+    work = tmp_path / "work"
+    with pytest.raises(TrainingFailedError):
+        fit(*args, out=tmp_path / "model", work_dir=work)
+    assert [p.name for p in (work / "progress").iterdir()] == ["epoch-002-step-000002"]  # older ones removed
+    assert (work / "ray" / "epoch-001").is_dir() and not (work / "ray" / "epoch-002").exists()
+    resumed = fit(*args, out=tmp_path / "model", work_dir=work)  # the same command again
+    assert [e.get("resumed_at_step") for e in resumed.history] == [None, 2, None]
+    # each worker's loss sums went on from the checkpoint: the epoch means are the uninterrupted ones
+    assert [e["train_loss"] for e in resumed.history] == pytest.approx(
+        [e["train_loss"] for e in uninterrupted.history], abs=1e-6
+    )
+    _assert_same_weights(tmp_path / "model", uninterrupted.model_dir)
+    assert list((work / "progress").iterdir()) == []  # each epoch's checkpoint replaced its mid-epoch ones
+
+
+def _assert_same_weights(got_dir, expected_dir) -> None:
     from safetensors.torch import load_file
 
-    expected = load_file(uninterrupted.model_dir / "model.safetensors")
-    got = load_file(tmp_path / "model" / "model.safetensors")
+    expected = load_file(expected_dir / "model.safetensors")
+    got = load_file(got_dir / "model.safetensors")
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
