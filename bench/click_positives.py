@@ -37,7 +37,11 @@ def main() -> None:
     parser.add_argument("--min-clicks", default="1,2", help="click-rule thresholds to measure (default 1,2)")
     parser.add_argument("--confidence", default="",
                         help="Wilson-bound confidences to measure too (e.g. 0.9,0.95)")
+    parser.add_argument("--examined-by", default="last-click", choices=("last-click", "impressions", "both"),
+                        help="what counts as examined (the rule's --examined-by); both: each rule twice")
     args = parser.parse_args()
+    if not args.log.is_file():
+        parser.error(f"{args.log}: no feedback log there (opening it would create an empty one)")
 
     split = BeirDataset(args.dataset).load(args.split)
     relevant = relevant_by_text(split.queries, split.qrels)
@@ -56,15 +60,18 @@ def main() -> None:
         "judged_relevant": judged_total,
         "judged_relevant_never_shown_at_rank": sum(len(d - ranked[k]) for k, d in relevant.items()),
     }))  # fmt: skip
-    rules = [ClickRule(min_clicks=int(n)) for n in args.min_clicks.split(",")]
-    rules += [ClickRule(min_clicks=1, confidence=float(c)) for c in args.confidence.split(",") if c]
+    ways = ("last-click", "impressions") if args.examined_by == "both" else (args.examined_by,)
+    counts = [int(n) for n in args.min_clicks.split(",")]
+    rules = [ClickRule(min_clicks=n, examined_by=way) for way in ways for n in counts]
+    rules += [ClickRule(min_clicks=1, confidence=float(c), examined_by=way)
+              for way in ways for c in args.confidence.split(",") if c]  # fmt: skip
     for rule in rules:
         made = judgments_from_clicks(sessions, rule)
         positives = [(normalised_query(q.text), p.doc_id) for q in made.queries for p in q.positives]
         correct = sum(doc in relevant[key] for key, doc in positives)
         explored_only = [(key, doc) for key, doc in positives if doc not in ranked[key]]
         print(json.dumps({
-            "min_clicks": rule.min_clicks, "confidence": rule.confidence,
+            "min_clicks": rule.min_clicks, "confidence": rule.confidence, "examined_by": rule.examined_by,
             "positives": len(positives), "judged_relevant": correct,
             "precision": round(correct / max(len(positives), 1), 3),
             "recall": round(correct / max(judged_total, 1), 3),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bertsearch.jobs.cli.types import one_sided_confidence
+from bertsearch.ranker.training.clicks import EXAMINED_BY
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,8 @@ def _add_gate_flags(q: argparse.ArgumentParser) -> None:
                    help="with --feedback: clicks that make a document relevant (default 2; as `train`)")
     q.add_argument("--click-confidence", type=one_sided_confidence, default=None, metavar="C",
                    help="with --feedback: the Wilson-bound click rule of `train --click-confidence`")
+    q.add_argument("--examined-by", choices=EXAMINED_BY, default="last-click",
+                   help="with --feedback: what counts as examined, as `train --examined-by`")
     q.add_argument("--split", default="dev", help="judged split (default dev; never the reported test split)")
     q.add_argument("--index-dir", type=Path, required=True,
                    help="index of the dataset's corpus (its own folder, never the served one); with "
@@ -97,9 +100,10 @@ def _promote(args: argparse.Namespace, registry) -> int:
     from bertsearch.ranker.training.clicks import ClickRule
 
     since = datetime.now(UTC) - timedelta(days=args.feedback_days) if args.feedback_days else None
-    click_rule = ClickRule(min_clicks=args.min_clicks, confidence=args.click_confidence)
+    click_rule = ClickRule(min_clicks=args.min_clicks, confidence=args.click_confidence,
+                           examined_by=args.examined_by)  # fmt: skip
     if click_rule != ClickRule() and args.feedback is None:
-        raise ValueError("--min-clicks and --click-confidence judge clicks: they need --feedback")
+        raise ValueError("--min-clicks, --click-confidence and --examined-by judge clicks: give --feedback")
     config = GateConfig(
         dataset=args.dataset, index_dir=args.index_dir, split=args.split, metric=args.metric,
         feedback=args.feedback, feedback_since=since,

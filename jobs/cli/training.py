@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bertsearch.jobs.cli.types import DeprecatedAlias, one_sided_confidence, positive_ints, utc_time
+from bertsearch.ranker.training.clicks import EXAMINED_BY
 from bertsearch.ranker.training.pseudo_queries import METHODS as PSEUDO_METHODS
 
 
@@ -79,6 +80,10 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
                    "at one-sided confidence C (e.g. 0.95), to reach --min-click-rate: a rule that tightens "
                    "with the traffic instead of a fixed --min-clicks, which still applies as a floor "
                    "(docs/feedback.md §10)")
+    p.add_argument("--examined-by", choices=EXAMINED_BY, default="last-click",
+                   help="with --from-feedback: what counts as examined, the hits at or above a session's "
+                   "last click (default), or those and the hits the client reported seen in `impression` "
+                   "events (send those only for hits a user scrolled to; docs/feedback.md §11)")
     p.add_argument("--shuffle-clicks", action="store_true",
                    help="with --from-feedback: move each click to a random shown hit (a control run whose "
                    "model the promotion gate must refuse)")
@@ -317,11 +322,11 @@ def _feedback_source(args: argparse.Namespace):
             raise ValueError("give --holdout-days as a positive number of days")
         until = datetime.now(UTC) - timedelta(days=args.holdout_days)
         since = since if args.feedback_days is None else until - timedelta(days=args.feedback_days)
-    rule = ClickRule(args.min_clicks, args.min_click_rate, args.click_confidence)
+    rule = ClickRule(args.min_clicks, args.min_click_rate, args.click_confidence, args.examined_by)
     if (since or until or args.shuffle_clicks or rule != ClickRule()) and args.from_feedback is None:
         raise ValueError(
             "--feedback-since/--feedback-days, --holdout-days, --min-clicks, --min-click-rate, "
-            "--click-confidence and --shuffle-clicks need --from-feedback"
+            "--click-confidence, --examined-by and --shuffle-clicks need --from-feedback"
         )
     return (
         FeedbackSource(args.from_feedback, since, until, rule, args.shuffle_clicks)

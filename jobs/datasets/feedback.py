@@ -3,7 +3,8 @@
 The log is either the service's SQLite file (``INDEX_DIR/feedback.sqlite3``) or a folder written
 by ``bertsearch feedback-export`` (``queries.parquet`` + ``events.parquet``, read with Ray Data,
 so that a log too big for one machine's memory is read the way the rest of the job's data is).
-One served answer (one ``query_id``) is one session; its ``click`` events are the clicks.
+One served answer (one ``query_id``) is one session; its ``click`` events are the clicks, its
+``impression`` events what the client reported seen.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bertsearch.api.feedback.records import Event, QueryRecord
 from bertsearch.ranker.training.clicks import Session
 
 CLICK = "click"
+IMPRESSION = "impression"
 
 
 def read_sessions(log: Path, since: datetime | None = None, until: datetime | None = None) -> list[Session]:
@@ -41,15 +43,25 @@ def read_sessions(log: Path, since: datetime | None = None, until: datetime | No
 
 
 def sessions_of(queries: Iterable[QueryRecord], events: Iterable[Event]) -> list[Session]:
-    clicked: dict[str, set[str]] = defaultdict(set)
-    for event in events:
-        if event.action_name == CLICK:
-            clicked[event.query_id].add(event.object_id)
+    actions = _actions((e.query_id, e.action_name, e.object_id) for e in events)
     return [
         Session(q.query_id, q.query, tuple(h.object_id for h in sorted(q.hits, key=lambda h: h.position)),
-                frozenset(clicked.get(q.query_id, ())))
+                *_clicked_and_impressed(actions, q.query_id))
         for q in queries
     ]  # fmt: skip
+
+
+def _actions(events: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], set[str]]:
+    """(query id, action) -> the objects of the click and impression events of (query id, action, object)."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for query_id, action, object_id in events:
+        if action in (CLICK, IMPRESSION):
+            out[query_id, action].add(object_id)
+    return out
+
+
+def _clicked_and_impressed(actions, query_id: str) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(actions.get((query_id, CLICK), ())), frozenset(actions.get((query_id, IMPRESSION), ()))
 
 
 def _parquet_sessions(folder: Path, since: datetime | None, until: datetime | None) -> list[Session]:
@@ -68,14 +80,12 @@ def _parquet_sessions(folder: Path, since: datetime | None, until: datetime | No
             continue
         shown[row["query_id"]].append((row["position"], row["object_id"]))
         texts[row["query_id"]] = (row["timestamp"], row["query"])
-    clicked: dict[str, set[str]] = defaultdict(set)
     events = ray.data.read_parquet(str(folder / "events.parquet"))
-    if events.count():
-        for row in events.iter_rows():
-            if row["action_name"] == CLICK:
-                clicked[row["query_id"]].add(row["object_id"])
+    rows = events.iter_rows() if events.count() else ()
+    actions = _actions((row["query_id"], row["action_name"], row["object_id"]) for row in rows)
     order = sorted(texts, key=lambda qid: texts[qid][0])
     return [
-        Session(qid, texts[qid][1], tuple(d for _, d in sorted(shown[qid])), frozenset(clicked.get(qid, ())))
+        Session(qid, texts[qid][1], tuple(d for _, d in sorted(shown[qid])),
+                *_clicked_and_impressed(actions, qid))
         for qid in order
     ]

@@ -333,7 +333,7 @@ TYPED = {
     "train": TypedKind(
         command=("train",), positional="dataset", required=("from_feedback", "index_dir", "out"),
         keys=("from_feedback", "feedback_days", "index_dir", "out", "dataset", "dev_split", "base_model",
-              "min_clicks", "min_click_rate", "click_confidence", "args"),
+              "min_clicks", "min_click_rate", "click_confidence", "examined_by", "args"),
         paths=("from_feedback", "index_dir", "out", "dataset", "base_model"),
         fixed=("--fresh",),
     ),
@@ -342,7 +342,7 @@ TYPED = {
         required=("candidate", "registry", "index_dir"),
         one_of=("dataset", "feedback"),  # gate on a judged split, or on held-out logged sessions
         keys=("candidate", "registry", "dataset", "feedback", "feedback_days", "min_clicks",
-              "click_confidence", "index_dir", "split", "metric", "margin", "max_p", "args"),
+              "click_confidence", "examined_by", "index_dir", "split", "metric", "margin", "max_p", "args"),
         paths=("candidate", "registry", "dataset", "feedback", "index_dir"),
     ),
 }  # fmt: skip

@@ -20,6 +20,15 @@ noise clicks a document below the page collects from the few sessions that exami
 instead: a positive needs the Wilson lower bound of its examined click rate, at that one-sided
 confidence, to reach ``min_rate`` — two clicks in two examinations are not enough at 0.95, nine
 in ten are.
+
+"At or above the last click" undercounts the examinations of a document shown low: a user who
+read past it and stopped without another click examined it, but the rule cannot tell. So a
+document below the usual clicks is counted examined mostly in the sessions that clicked it, and
+its rate is inflated; with enough traffic even a noise click rate passes a confidence bound
+(docs/feedback.md §11 measures it). Where the client reports what users actually saw (UBI
+``impression`` events, sent for the hits a user scrolled to, not for every rendered one),
+``examined_by="impressions"`` counts those too: examinations are then the impressed hits plus
+everything at or above the last click.
 """
 
 from __future__ import annotations
@@ -30,28 +39,39 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Literal
 
 from bertsearch.ranker.training.examples import Positive, TrainingQuery, normalised_query
 
 
 @dataclass(frozen=True)
 class Session:
-    """One served ranking and what its user clicked: ``shown`` in served order (position 1 first)."""
+    """One served ranking and what its user clicked: ``shown`` in served order (position 1 first);
+    ``impressed``: the shown documents the client reported seen (``impression`` events; empty
+    when it reports none)."""
 
     query_id: str
     query: str
     shown: tuple[str, ...]
     clicked: frozenset[str]
+    impressed: frozenset[str] = frozenset()
+
+
+ExaminedBy = Literal["last-click", "impressions"]
+EXAMINED_BY: tuple[ExaminedBy, ...] = ("last-click", "impressions")
 
 
 @dataclass(frozen=True)
 class ClickRule:
     """When clicks make a positive: ``min_clicks`` clicks at an examined click rate ≥ ``min_rate``
-    (with ``confidence``: the rate's Wilson lower bound at that one-sided confidence ≥ ``min_rate``)."""
+    (with ``confidence``: the rate's Wilson lower bound at that one-sided confidence ≥ ``min_rate``).
+    ``examined_by``: what counts as examined, the hits at or above the last click, or those and
+    the impressed ones (see the module docstring)."""
 
     min_clicks: int = 2  # one click is too often noise (docs/feedback.md measures it)
     min_rate: float = 0.5
     confidence: float | None = None
+    examined_by: ExaminedBy = "last-click"
 
     def __post_init__(self) -> None:
         if self.min_clicks < 1:
@@ -60,13 +80,17 @@ class ClickRule:
             raise ValueError(f"min_rate must be in (0, 1], got {self.min_rate}")
         if self.confidence is not None and not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.examined_by not in EXAMINED_BY:
+            raise ValueError(f"examined_by must be one of {', '.join(EXAMINED_BY)}, not {self.examined_by!r}")
 
-    def to_dict(self) -> dict[str, int | float]:
-        """The rule as a model's data record holds it; without a confidence, as it was before that
-        option existed, so the mined groups of earlier runs still match and resume."""
-        record: dict[str, int | float] = {"min_clicks": self.min_clicks, "min_rate": self.min_rate}
+    def to_dict(self) -> dict[str, int | float | str]:
+        """The rule as a model's data record holds it; the options left at their defaults are left
+        out, as before they existed, so the mined groups of earlier runs still match and resume."""
+        record: dict[str, int | float | str] = {"min_clicks": self.min_clicks, "min_rate": self.min_rate}
         if self.confidence is not None:
             record["confidence"] = self.confidence
+        if self.examined_by != "last-click":
+            record["examined_by"] = self.examined_by
         return record
 
     def accepts(self, clicks: int, examinations: int) -> bool:
@@ -126,7 +150,10 @@ def judgments_from_clicks(sessions: Iterable[Session], rule: ClickRule = ClickRu
         key = normalised_query(session.query)
         first.setdefault(key, (session.query_id, session.query))
         last = max(positions[d] for d in clicked)
-        for doc in session.shown[: last + 1]:
+        examined = set(session.shown[: last + 1])
+        if rule.examined_by == "impressions":
+            examined |= session.impressed & positions.keys()
+        for doc in examined:
             seen[key][doc] += 1
         for doc in clicked:
             clicks[key][doc] += 1
@@ -150,6 +177,7 @@ def shuffled(sessions: Sequence[Session], seed: int = 13) -> list[Session]:
     relevance (what a promotion gate must refuse to learn from)."""
     rng = random.Random(seed)
     return [
-        Session(s.query_id, s.query, s.shown, frozenset(rng.sample(s.shown, len(s.clicked & set(s.shown)))))
+        Session(s.query_id, s.query, s.shown, frozenset(rng.sample(s.shown, len(s.clicked & set(s.shown)))),
+                s.impressed)
         for s in sessions
     ]

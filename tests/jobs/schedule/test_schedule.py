@@ -195,14 +195,17 @@ jobs:
   - name: gate-on-clicks
     cron: "0 4 * * *"
     promote: {candidate: candidates/nightly, registry: rerankers, feedback: index/feedback.sqlite3,
-              feedback_days: 1, click_confidence: 0.95, index_dir: index}
+              feedback_days: 1, click_confidence: 0.95, examined_by: impressions, index_dir: index}
 """
     (gate,) = load(write(tmp_path, on_clicks)).jobs
     assert gate.argv == (
         "reranker", "promote", str(tmp_path / "candidates" / "nightly"),
         "--registry", str(tmp_path / "rerankers"), "--feedback", str(tmp_path / "index" / "feedback.sqlite3"),
-        "--feedback-days", "1", "--click-confidence", "0.95", "--index-dir", str(tmp_path / "index"),
+        "--feedback-days", "1", "--click-confidence", "0.95", "--examined-by", "impressions",
+        "--index-dir", str(tmp_path / "index"),
     )  # fmt: skip
+    with pytest.raises(ScheduleConfigError, match="invalid choice: 'viewport'"):
+        load(write(tmp_path, on_clicks.replace("examined_by: impressions", "examined_by: viewport")))
 
 
 @pytest.mark.unit

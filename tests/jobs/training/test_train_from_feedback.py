@@ -61,6 +61,10 @@ def test_clicks_logged_over_http_train_a_reranker_that_the_service_takes_up(
 
     sessions = read_sessions(settings.feedback_path)
     assert len(sessions) == 24 and all(len(s.shown) == 8 for s in sessions)
+    assert all(s.impressed == frozenset(s.shown) for s in sessions)  # the users read all 8 (impressions)
+    export = tmp_path / "export"  # the Parquet export reads back as the same sessions (Ray Data)
+    assert main(["feedback-export", "--db", str(settings.feedback_path), "--out", str(export)]) == 0
+    assert read_sessions(export) == sessions
     out = tmp_path / "from-clicks"
     log, index = str(settings.feedback_path), str(settings.index_dir)
     code = main([*train_args(log, index, out, tiny_bert_dir), "--rerank-weight", "0.5"])
@@ -140,5 +144,39 @@ def test_the_click_flags_reach_the_rule_and_a_bad_confidence_is_refused_before_a
     reason = check_argv([*base, "--from-feedback", "log.sqlite3", "--click-confidence", "1.5"])
     assert reason is not None and "confidence is in [0.5, 1)" in reason  # a schedule file fails at load
     args = build_parser().parse_args([*base, "d", "--click-confidence", "0.95"])
-    with pytest.raises(ValueError, match="--click-confidence and --shuffle-clicks need --from-feedback"):
+    with pytest.raises(ValueError, match="--examined-by and --shuffle-clicks need --from-feedback"):
         _feedback_source(args)
+    feedback = [*base, "--from-feedback", "log.sqlite3", "--examined-by"]
+    assert _feedback_source(build_parser().parse_args([*feedback, "impressions"])).rule == ClickRule(
+        examined_by="impressions"
+    )
+    assert "invalid choice: 'viewport'" in check_argv([*feedback, "viewport"])
+
+
+@pytest.mark.unit
+def test_the_traffic_replay_finds_below_the_page_only_what_exploration_shows(click_simulator, tmp_path):
+    import click_traffic  # bench/click_traffic.py, beside the simulator
+
+    from bertsearch.api.exploration import Exploration
+    from bertsearch.ranker.training.clicks import ClickRule
+
+    try:
+        run = tmp_path / "run.trec"  # two queries, 20 hits each; "q1"'s second relevant document sits 15th
+        lines = [f"{q} Q0 {q}-d{r} {r} {1 / r:.4f} hybrid\n" for q in ("q1", "q2") for r in range(1, 21)]
+        run.write_text("".join(lines))
+        ranked = click_traffic.read_run(run)
+        assert ranked["q1"][:2] == ["q1-d1", "q1-d2"] and len(ranked["q1"]) == 20
+        relevant = {"q1": {"q1-d1": 1, "q1-d15": 1}, "q2": {"q2-d3": 2}}
+        below = {("q1", "q1-d15")}
+        user = click_simulator.CascadeUser(click_noise=0.0)
+        rule = ClickRule(min_clicks=1, confidence=0.95, examined_by="impressions")
+        plain = click_traffic.replay(ranked, relevant, user, None, sessions=400, seed=3)
+        assert all(len(s.shown) == 10 and s.impressed <= set(s.shown) for s in plain)
+        seen = click_traffic.measure(plain, rule, relevant, below)
+        assert (seen["positives"], seen["precision"], seen["below_the_page_found"]) == (2, 1.0, 0)
+        explored = click_traffic.replay(ranked, relevant, user, Exploration(0.5, 20), sessions=400, seed=3)
+        assert sum("q1-d15" in s.shown for s in explored) > 50  # shown on the page by exploration only
+        found = click_traffic.measure(explored, rule, relevant, below)
+        assert found["below_the_page_found"] == 1 and found["recall"] == 1.0
+    finally:
+        sys.modules.pop("click_traffic", None)

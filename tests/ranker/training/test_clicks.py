@@ -67,6 +67,22 @@ def test_the_rule_record_names_a_confidence_only_when_one_is_set():
     # without one, the record is what runs made before the option wrote: their mined groups resume
     assert ClickRule().to_dict() == {"min_clicks": 2, "min_rate": 0.5}
     assert ClickRule(confidence=0.95).to_dict() == {"min_clicks": 2, "min_rate": 0.5, "confidence": 0.95}
+    assert ClickRule(examined_by="impressions").to_dict()["examined_by"] == "impressions"
+
+
+def test_impressions_count_the_examinations_below_the_last_click_that_the_cascade_rule_misses():
+    # "e" sits last; users who clicked "a" read on to "e" (impressions say so) and left it. Below
+    # the last click the cascade rule cannot see that: it counts "e" examined only where clicked
+    read_past = [Session(f"s{n}", "q", SHOWN, frozenset({"a"}), frozenset(SHOWN)) for n in range(10)]
+    clicked_e = [Session(f"t{n}", "q", SHOWN, frozenset({"e"}), frozenset(SHOWN)) for n in range(3)]
+    sessions = read_past + clicked_e
+    cascade = judgments_from_clicks(sessions, ClickRule(min_clicks=1, confidence=0.95))
+    assert cascade.rates["q"]["e"] == 1.0  # 3 of 3 "examinations": a noise document made a positive
+    assert {p.doc_id for p in cascade.queries[0].positives} == {"a", "e"}
+    rule = ClickRule(min_clicks=1, confidence=0.95, examined_by="impressions")
+    seen = judgments_from_clicks(sessions, rule)
+    assert seen.rates["q"]["e"] == pytest.approx(3 / 13)
+    assert [p.doc_id for p in seen.queries[0].positives] == ["a"] and "e" in seen.queries[0].excluded
 
 
 def test_sessions_without_clicks_are_counted_and_teach_nothing():
@@ -98,5 +114,7 @@ def test_a_rule_outside_its_range_is_refused():
         ClickRule(min_rate=0.0)
     with pytest.raises(ValueError, match="min_clicks"):
         ClickRule(min_clicks=0)
+    with pytest.raises(ValueError, match="examined_by must be one of last-click, impressions"):
+        ClickRule(examined_by="viewport")
     with pytest.raises(ValueError, match="confidence"):
         ClickRule(confidence=1.0)
