@@ -23,22 +23,36 @@ from pathlib import Path
 from bertsearch.api.feedback.sqlite_log import SQLiteLog
 from bertsearch.jobs.datasets.beir import BeirDataset
 from bertsearch.jobs.datasets.feedback import sessions_of
-from bertsearch.ranker.training.clicks import ClickRule, judgments_from_clicks
+from bertsearch.ranker.training.clicks import EXAMINED_BY, ClickRule, judgments_from_clicks
 from bertsearch.ranker.training.examples import normalised_query, relevant_by_text
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("log", type=Path, help="the service's SQLite feedback log")
+def rule_parser(doc: str, *, examined_by: str = "last-click") -> argparse.ArgumentParser:
+    """The flags of the click-rule benches: the judged dataset, and the rules to measure."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, required=True, help="the judged BEIR folder users asked")
     parser.add_argument("--split", default="train")
     parser.add_argument("--min-clicks", default="1,2", help="click-rule thresholds to measure (default 1,2)")
     parser.add_argument("--confidence", default="",
                         help="Wilson-bound confidences to measure too (e.g. 0.9,0.95)")
-    parser.add_argument("--examined-by", default="last-click", choices=("last-click", "impressions", "both"),
-                        help="what counts as examined (the rule's --examined-by); both: each rule twice")
+    parser.add_argument("--examined-by", default=examined_by, choices=(*EXAMINED_BY, "both"),
+                        help=f"what counts as examined (the rule's --examined-by; default {examined_by}); "
+                        "both: each rule twice")  # fmt: skip
+    return parser
+
+
+def rules_of(args: argparse.Namespace) -> list[ClickRule]:
+    """The rules ``rule_parser``'s flags ask for: each count, then each confidence, per way."""
+    ways = EXAMINED_BY if args.examined_by == "both" else (args.examined_by,)
+    counts = [int(n) for n in args.min_clicks.split(",") if n]
+    rules = [ClickRule(min_clicks=n, examined_by=way) for way in ways for n in counts]
+    return rules + [ClickRule(min_clicks=1, confidence=float(c), examined_by=way)
+                    for way in ways for c in args.confidence.split(",") if c]  # fmt: skip
+
+
+def main() -> None:
+    parser = rule_parser(__doc__)
+    parser.add_argument("log", type=Path, help="the service's SQLite feedback log")
     args = parser.parse_args()
     if not args.log.is_file():
         parser.error(f"{args.log}: no feedback log there (opening it would create an empty one)")
@@ -60,12 +74,7 @@ def main() -> None:
         "judged_relevant": judged_total,
         "judged_relevant_never_shown_at_rank": sum(len(d - ranked[k]) for k, d in relevant.items()),
     }))  # fmt: skip
-    ways = ("last-click", "impressions") if args.examined_by == "both" else (args.examined_by,)
-    counts = [int(n) for n in args.min_clicks.split(",")]
-    rules = [ClickRule(min_clicks=n, examined_by=way) for way in ways for n in counts]
-    rules += [ClickRule(min_clicks=1, confidence=float(c), examined_by=way)
-              for way in ways for c in args.confidence.split(",") if c]  # fmt: skip
-    for rule in rules:
+    for rule in rules_of(args):
         made = judgments_from_clicks(sessions, rule)
         positives = [(normalised_query(q.text), p.doc_id) for q in made.queries for p in q.positives]
         correct = sum(doc in relevant[key] for key, doc in positives)

@@ -13,22 +13,22 @@ the logs the real service wrote. For each session count and rule it prints the p
 many are judged relevant (precision, recall of the judged ones) and how many of the judged
 documents that the ranking keeps below the page (positions top_k+1 .. depth) became positives.
 Every session reports its examined hits as impressions, as the simulator does, so both
-``examined_by`` ways of the rule are measured.
+``examined_by`` ways of the rule are measured (by default; ``--examined-by`` picks one).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections import defaultdict
 from pathlib import Path
 
+from click_positives import rule_parser, rules_of  # bench/click_positives.py
 from click_simulator import CascadeUser  # bench/click_simulator.py
 
 from bertsearch.api.exploration import Exploration
 from bertsearch.jobs.datasets.beir import BeirDataset
-from bertsearch.ranker.training.clicks import EXAMINED_BY, ClickRule, Session, judgments_from_clicks
+from bertsearch.ranker.training.clicks import ClickRule, Session, judgments_from_clicks
 
 
 def read_run(path: Path) -> dict[str, list[str]]:
@@ -75,17 +75,11 @@ def measure(sessions: list[Session], rule: ClickRule, relevant, below: set[tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = rule_parser(__doc__, examined_by="both")
     parser.add_argument("run", type=Path, help="TREC run of the served ranking (`bertsearch eval`'s runs/)")
-    parser.add_argument("--dataset", type=Path, required=True, help="the judged BEIR folder users asked")
-    parser.add_argument("--split", default="train")
     parser.add_argument("--sessions", default="6600,33000", help="session counts to replay")
     parser.add_argument("--explore-rate", type=float, default=0.0, help="BERTSEARCH_EXPLORE_RATE (default 0)")
     parser.add_argument("--explore-depth", type=int, default=50, help="BERTSEARCH_EXPLORE_DEPTH (default 50)")
-    parser.add_argument("--min-clicks", default="2", help="fixed-count rules to measure (default 2)")
-    parser.add_argument("--confidence", default="0.95", help="Wilson-bound rules to measure (default 0.95)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
 
@@ -96,10 +90,7 @@ def main() -> None:
     exploration = Exploration(args.explore_rate, args.explore_depth) if args.explore_rate > 0 else None
     below = {(q, d) for q, docs in relevant.items() for d in docs
              if d in ranked.get(q, [])[user.depth : args.explore_depth]}  # fmt: skip
-    rules = [ClickRule(min_clicks=int(n), examined_by=way) for way in EXAMINED_BY
-             for n in args.min_clicks.split(",") if n]  # fmt: skip
-    rules += [ClickRule(min_clicks=1, confidence=float(c), examined_by=way) for way in EXAMINED_BY
-              for c in args.confidence.split(",") if c]  # fmt: skip
+    rules = rules_of(args)
     for count in (int(n) for n in args.sessions.split(",")):
         sessions = replay(ranked, relevant, user, exploration, sessions=count, seed=args.seed)
         for rule in rules:
