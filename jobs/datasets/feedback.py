@@ -88,4 +88,4 @@ def _parquet_sessions(folder: Path, since: datetime | None, until: datetime | No
         Session(qid, texts[qid][1], tuple(d for _, d in sorted(shown[qid])),
                 *_clicked_and_impressed(actions, qid))
         for qid in order
-    ]
+    ]  # fmt: skip

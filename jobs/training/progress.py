@@ -11,7 +11,7 @@ They are not reported to Ray: they are no candidates for the best epoch, and an 
 checkpoint replaces them (:func:`clear`).
 
 Resuming (``worker``): the rerun restores the last finished epoch as before, then looks here for a
-checkpoint of the epoch after it (:func:`latest`) and, when there is one, goes on from its step
+checkpoint of the epoch after it (:func:`agreed`) and, when there is one, goes on from its step
 with its weights, optimizer, schedule, loss sums and each rank's random state. The run folder is
 Ray's storage folder, so on a cluster it is on storage every worker reaches, as Ray requires.
 """
@@ -19,6 +19,7 @@ Ray's storage folder, so on a cluster it is on storage every worker reaches, as 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -31,34 +32,57 @@ from typing import Any
 import torch
 
 from bertsearch.ranker.training.loop import (
-    STATE_FILE,
     Shard,
     StepPosition,
     TrainConfig,
+    load_state,
     save_model,
     save_state,
     sum_across_workers,
 )
 
 PROGRESS_SUBDIR = "progress"
-_NAME = re.compile(r"epoch-(\d{3})-step-(\d{6})")
+_NAME = re.compile(r"epoch-(\d+)-step-(\d+)")
 
 
-def latest(progress_dir: str | Path | None, epoch: int) -> Path | None:
-    """The last complete mid-epoch checkpoint of ``epoch`` under ``progress_dir``, or None."""
+def agreed(progress_dir: str | Path | None, epoch: int, shard: Shard) -> Path | None:
+    """The mid-epoch checkpoint of ``epoch`` that every worker goes on from, or None: rank 0 picks
+    the newest one that loads and tells the others, which may list the folder otherwise (a network
+    file system's cache, a killed run's writer not yet gone); workers that started from different
+    steps would run epochs of different lengths and never meet at DDP's collectives."""
+    choice = _newest_usable(progress_dir, epoch, shard.world) if shard.rank == 0 else None
+    if shard.world > 1 and torch.distributed.is_initialized():
+        box = [str(choice) if choice is not None else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        choice = Path(box[0]) if box[0] is not None else None
+    return choice
+
+
+def _newest_usable(progress_dir: str | Path | None, epoch: int, world: int) -> Path | None:
+    """The newest complete mid-epoch checkpoint of ``epoch`` whose state loads (a folder cut short
+    by a machine loss is skipped with a warning, and the next older one, or the epoch start, taken)."""
     if progress_dir is None or not Path(progress_dir).is_dir():
         return None
     found = []
     for folder in Path(progress_dir).iterdir():
         match = _NAME.fullmatch(folder.name)
-        if match and int(match[1]) == epoch and (folder / STATE_FILE).is_file():
+        if match and int(match[1]) == epoch:
             found.append((int(match[2]), folder))
-    return max(found)[1] if found else None
+    for _, folder in sorted(found, reverse=True):
+        try:
+            state = load_state(folder)
+            usable = state["epoch"] == epoch - 1 and len(state["ranks"]) == world
+        except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+            usable = False
+            print(f"[train] skipping the unreadable mid-epoch checkpoint {folder}: {error}", flush=True)
+        if usable:
+            return folder
+    return None
 
 
 def rank_start(state: dict[str, Any], shard: Shard) -> StepPosition:
-    """This worker's position in a mid-epoch checkpoint's ``state``, with its random state restored
-    (a run's worker count cannot change on resume: ``ray_fit.check_run_settings`` refuses it)."""
+    """This worker's position in a mid-epoch checkpoint's ``state`` (one :func:`agreed` picked, so
+    written by as many workers), with its random state restored."""
     mine = state["ranks"][shard.rank]
     torch.set_rng_state(mine["rng"])
     if mine.get("cuda_rng") is not None:
@@ -89,6 +113,10 @@ class StepCheckpoints:
         self.steps_per_epoch = steps_per_epoch
         self.last = time.monotonic()
 
+    def restart_clock(self) -> None:
+        """Count the minutes from now (after an epoch's own checkpoint)."""
+        self.last = time.monotonic()
+
     def __call__(self, position: StepPosition) -> None:
         if self.progress_dir is None or not self.config.checkpoint_minutes:
             return
@@ -102,7 +130,7 @@ class StepCheckpoints:
         ranks = _gather({"position": asdict(position), **_random_state(self.shard)}, self.shard.world)
         if self.shard.rank == 0:
             self._write(position, ranks)
-        self.last = time.monotonic()
+        self.restart_clock()
         run_step = (position.epoch - 1) * self.steps_per_epoch + position.step
         if self.config.kill_after_step == run_step:
             if torch.distributed.is_initialized():
@@ -118,6 +146,10 @@ class StepCheckpoints:
         # the next one got on each worker
         save_state(partial, self.optimizer, self.scheduler, epoch=position.epoch - 1, history=self.history,
                    config=self.config, extra={"ranks": ranks})  # fmt: skip
+        for written in partial.rglob("*"):  # on disk before the name says complete (a machine loss)
+            if written.is_file():
+                with open(written, "rb") as handle:
+                    os.fsync(handle.fileno())
         partial.rename(final)
         clear(self.progress_dir, keep=final)
         print(f"[train] epoch {position.epoch} step {position.step}: checkpoint {final}", flush=True)

@@ -60,7 +60,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     steps = steps_per_epoch(len(groups), shard.world, config)
     optimizer, scheduler = make_optimizer(model, config, steps * config.epochs)
     history, start_epoch = resume_state(state, optimizer, scheduler)
-    start = progress.rank_start(state, shard) if mid_epoch else None  # after resume_state: its RNG last
+    # this worker's random state is restored last, after everything above that draws from it
+    start = progress.rank_start(state, shard) if mid_epoch else None
     after_step = progress.StepCheckpoints(
         progress_dir, config, shard, encoder, model, optimizer, scheduler, history, steps
     )
@@ -83,6 +84,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         end_epoch(epoch, record, shard, write, kill_after_epoch=config.kill_after_epoch)
         if shard.rank == 0:
             progress.clear(progress_dir)  # the epoch's own checkpoint replaces its mid-epoch ones
+        after_step.restart_clock()  # the epoch's checkpoint (and dev evaluation) was one
 
 
 def shared_value(value: Any) -> Any:
@@ -156,7 +158,7 @@ def _restore(
             folder = Path(stack.enter_context(checkpoint.as_directory()))
             state = load_state(folder)
             weights = str(folder / MODEL_SUBDIR)  # save_pretrained keeps fp32 weights bit for bit
-        mid_epoch = progress.latest(progress_dir, epoch=(state["epoch"] if state else 0) + 1)
+        mid_epoch = progress.agreed(progress_dir, (state["epoch"] if state else 0) + 1, shard)
         if mid_epoch is not None:
             state = load_state(mid_epoch)
             weights = str(mid_epoch / MODEL_SUBDIR)

@@ -119,6 +119,7 @@ class ClickJudgments:
     sessions: int = 0
     sessions_without_click: int = 0
     clicks_not_shown: int = 0  # clicks on documents the logged ranking did not hold (ignored)
+    sessions_with_impressions: int = 0  # not in summary(): the data record stays as it was
     queries_without_positive: int = 0
     rates: dict[str, dict[str, float]] = field(default_factory=dict)  # query text -> doc -> rate
 
@@ -141,6 +142,7 @@ def judgments_from_clicks(sessions: Iterable[Session], rule: ClickRule = ClickRu
     out = ClickJudgments(queries=[])
     for session in sessions:
         out.sessions += 1
+        out.sessions_with_impressions += bool(session.impressed)
         positions = {doc: n for n, doc in enumerate(session.shown)}
         clicked = [d for d in session.clicked if d in positions]
         out.clicks_not_shown += len(session.clicked) - len(clicked)
@@ -157,6 +159,11 @@ def judgments_from_clicks(sessions: Iterable[Session], rule: ClickRule = ClickRu
             seen[key][doc] += 1
         for doc in clicked:
             clicks[key][doc] += 1
+    if rule.examined_by == "impressions" and out.sessions and not out.sessions_with_impressions:
+        raise ValueError(
+            f"examined_by impressions, but none of the {out.sessions} sessions has an `impression` event: "
+            "the client sends none (use last-click), or the log's window holds none"
+        )
     for key in sorted(first):
         query_id, text = first[key]
         rates = {doc: clicks[key][doc] / seen[key][doc] for doc in clicks[key]}
@@ -180,4 +187,4 @@ def shuffled(sessions: Sequence[Session], seed: int = 13) -> list[Session]:
         Session(s.query_id, s.query, s.shown, frozenset(rng.sample(s.shown, len(s.clicked & set(s.shown)))),
                 s.impressed)
         for s in sessions
-    ]
+    ]  # fmt: skip

@@ -83,6 +83,9 @@ def test_impressions_count_the_examinations_below_the_last_click_that_the_cascad
     seen = judgments_from_clicks(sessions, rule)
     assert seen.rates["q"]["e"] == pytest.approx(3 / 13)
     assert [p.doc_id for p in seen.queries[0].positives] == ["a"] and "e" in seen.queries[0].excluded
+    # a log without impressions is refused, not silently read as last-click
+    with pytest.raises(ValueError, match="none of the 2 sessions has an `impression` event"):
+        judgments_from_clicks([session(1, {"a"}), session(2, {"b"})], rule)
 
 
 def test_sessions_without_clicks_are_counted_and_teach_nothing():
