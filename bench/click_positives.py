@@ -75,7 +75,11 @@ def main() -> None:
         "judged_relevant_never_shown_at_rank": sum(len(d - ranked[k]) for k, d in relevant.items()),
     }))  # fmt: skip
     for rule in rules_of(args):
-        made = judgments_from_clicks(sessions, rule)
+        try:
+            made = judgments_from_clicks(sessions, rule)
+        except ValueError as refused:  # impressions asked of a log that has none
+            print(json.dumps({"examined_by": rule.examined_by, "refused": str(refused)}))
+            continue
         positives = [(normalised_query(q.text), p.doc_id) for q in made.queries for p in q.positives]
         correct = sum(doc in relevant[key] for key, doc in positives)
         explored_only = [(key, doc) for key, doc in positives if doc not in ranked[key]]

@@ -19,7 +19,6 @@ Ray's storage folder, so on a cluster it is on storage every worker reaches, as 
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -59,8 +58,10 @@ def agreed(progress_dir: str | Path | None, epoch: int, shard: Shard) -> Path | 
 
 
 def _newest_usable(progress_dir: str | Path | None, epoch: int, world: int) -> Path | None:
-    """The newest complete mid-epoch checkpoint of ``epoch`` whose state loads (a folder cut short
-    by a machine loss is skipped with a warning, and the next older one, or the epoch start, taken)."""
+    """The newest complete mid-epoch checkpoint of ``epoch`` that loads and was written by
+    ``world`` workers. Each write removes the older ones, so one that does not qualify (cut short
+    by a machine loss, written by another worker count) is skipped with a warning, and the epoch
+    then starts over."""
     if progress_dir is None or not Path(progress_dir).is_dir():
         return None
     found = []
@@ -70,13 +71,13 @@ def _newest_usable(progress_dir: str | Path | None, epoch: int, world: int) -> P
             found.append((int(match[2]), folder))
     for _, folder in sorted(found, reverse=True):
         try:
-            state = load_state(folder)
-            usable = state["epoch"] == epoch - 1 and len(state["ranks"]) == world
-        except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
-            usable = False
-            print(f"[train] skipping the unreadable mid-epoch checkpoint {folder}: {error}", flush=True)
-        if usable:
+            workers = len(load_state(folder)["ranks"])
+            why = None if workers == world else f"written by {workers} workers, this run has {world}"
+        except Exception as error:  # whatever a damaged pickle raises, rank 0 must still answer the others
+            why = f"unreadable ({type(error).__name__}: {error})"
+        if why is None:
             return folder
+        print(f"[train] skipping the mid-epoch checkpoint {folder}: {why}", flush=True)
     return None
 
 
@@ -146,13 +147,20 @@ class StepCheckpoints:
         # the next one got on each worker
         save_state(partial, self.optimizer, self.scheduler, epoch=position.epoch - 1, history=self.history,
                    config=self.config, extra={"ranks": ranks})  # fmt: skip
-        for written in partial.rglob("*"):  # on disk before the name says complete (a machine loss)
-            if written.is_file():
-                with open(written, "rb") as handle:
-                    os.fsync(handle.fileno())
+        for written in [*partial.rglob("*"), partial]:  # on disk before the name says complete
+            _fsync(written)
         partial.rename(final)
+        _fsync(self.progress_dir)  # the rename too, before the older checkpoint goes
         clear(self.progress_dir, keep=final)
         print(f"[train] epoch {position.epoch} step {position.step}: checkpoint {final}", flush=True)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _random_state(shard: Shard) -> dict[str, Any]:

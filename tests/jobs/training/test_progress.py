@@ -26,8 +26,9 @@ def test_a_rerun_takes_the_newest_readable_checkpoint_of_the_epoch_it_resumes(tm
     assert progress.agreed(tmp_path, 3, one) is None
     (tmp_path / "epoch-002-step-000120" / STATE_FILE).write_bytes(b"\x80\x02 cut short")  # a machine loss
     assert progress.agreed(tmp_path, 2, one) == tmp_path / "epoch-002-step-000040"
-    assert "skipping the unreadable mid-epoch checkpoint" in capsys.readouterr().out
+    assert "epoch-002-step-000120: unreadable (UnpicklingError" in capsys.readouterr().out
     assert progress.agreed(tmp_path, 2, Shard(rank=0, world=2)) is None  # written by one worker, not two
+    assert "written by 1 workers, this run has 2" in capsys.readouterr().out
     assert progress.agreed(tmp_path / "none", 1, one) is None
 
 
