@@ -29,7 +29,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,10 +73,7 @@ class CascadeUser:
 def simulate(url: str, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], user: CascadeUser,
              *, sessions: int, clients: int = 4, seed: int = 13, timeout: float = 60.0) -> dict:  # fmt: skip
     """Run ``sessions`` simulated sessions against the service at ``url``; what happened, counted."""
-    judged = sorted(q for q in queries if any(g > 0 for g in qrels.get(q, {}).values()))
-    if not judged:
-        raise ValueError("no query of the split has a relevant judgment: nothing to simulate")
-    order = random.Random(seed).sample(judged, len(judged))
+    order = judged_order(queries, qrels, seed)
     counts = {"sessions": 0, "clicks": 0, "relevant_clicks": 0, "sessions_without_click": 0, "errors": 0}
     lock = threading.Lock()
     next_session = iter(range(sessions))
@@ -107,7 +104,15 @@ def simulate(url: str, queries: Mapping[str, str], qrels: Mapping[str, Mapping[s
     for thread in threads:
         thread.join()
     return {**counts, "seconds": round(time.perf_counter() - started, 1), "user": asdict(user),
-            "queries": len(judged), "seed": seed}  # fmt: skip
+            "queries": len(order), "seed": seed}  # fmt: skip
+
+
+def judged_order(query_ids: Iterable[str], qrels: Mapping[str, Mapping[str, int]], seed: int) -> list[str]:
+    """The queries with a relevant judgment, in the seeded order that sessions cycle through."""
+    judged = sorted(q for q in query_ids if any(g > 0 for g in qrels.get(q, {}).values()))
+    if not judged:
+        raise ValueError("no query has a relevant judgment: nothing to simulate")
+    return random.Random(seed).sample(judged, len(judged))
 
 
 def _take(numbers, lock: threading.Lock) -> int | None:

@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from click_positives import rule_parser, rules_of  # bench/click_positives.py
-from click_simulator import CascadeUser  # bench/click_simulator.py
+from click_simulator import CascadeUser, judged_order  # bench/click_simulator.py
 
 from bertsearch.api.exploration import Exploration
 from bertsearch.jobs.datasets.beir import BeirDataset
@@ -44,10 +44,7 @@ def read_run(path: Path) -> dict[str, list[str]]:
 def replay(ranked, relevant, user: CascadeUser, exploration: Exploration | None, *, sessions: int,
            seed: int) -> list[Session]:  # fmt: skip
     """``sessions`` sessions over the judged queries (cycled in a seeded order, as the simulator)."""
-    judged = sorted(q for q in ranked if relevant.get(q))
-    if not judged:
-        raise ValueError("no query of the run has a relevant judgment: nothing to replay")
-    order = random.Random(seed).sample(judged, len(judged))
+    order = judged_order(ranked, relevant, seed)
     rng = random.Random(seed + 1)
     out = []
     for n in range(sessions):

@@ -51,12 +51,25 @@ def replace_directory(staging: str | Path, target: str | Path) -> None:
 
     The old folder is moved aside before the new one is renamed in, so ``target`` is at every
     moment either the complete old folder or the complete new one (or, between the two renames,
-    briefly absent); the old one is deleted last.
+    briefly absent); the old one is deleted last. The new folder's files, and the renames, are
+    flushed to disk first, so a machine loss cannot leave a complete name over partial files.
     """
     staging, target = Path(staging), Path(target)
+    for path in [*staging.rglob("*"), staging]:
+        _fsync(path)
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
     staging.rename(target)
+    _fsync(target.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's (its entries') changes to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from bertsearch.indexer import atomic
 from bertsearch.ranker.training.loop import (
     Shard,
     StepPosition,
@@ -147,20 +148,9 @@ class StepCheckpoints:
         # the next one got on each worker
         save_state(partial, self.optimizer, self.scheduler, epoch=position.epoch - 1, history=self.history,
                    config=self.config, extra={"ranks": ranks})  # fmt: skip
-        for written in [*partial.rglob("*"), partial]:  # on disk before the name says complete
-            _fsync(written)
-        partial.rename(final)
-        _fsync(self.progress_dir)  # the rename too, before the older checkpoint goes
+        atomic.replace_directory(partial, final)  # on disk before the name says complete
         clear(self.progress_dir, keep=final)
         print(f"[train] epoch {position.epoch} step {position.step}: checkpoint {final}", flush=True)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _random_state(shard: Shard) -> dict[str, Any]:
